@@ -1,0 +1,188 @@
+//! HTTP: one port, AWS JSON 1.1 on `POST /`, a health probe, and the opt-in reset endpoint.
+
+use crate::{Inner, Shared, limits, now_ms};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use berth_api::{ApiError, Service, Target};
+use berth_core::PartitionKey;
+use berth_core::state::Ctx;
+use std::sync::Arc;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let mut app = Router::new()
+        .route("/", post(api))
+        .route("/healthz", get(healthz));
+    if shared.config.allow_reset {
+        app = app.route("/_berth/reset", post(reset));
+    }
+    app.fallback(not_found)
+        // We enforce our own limit (with an AWS-shaped 413) in `api`.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn not_found() -> Response {
+    let e = ApiError {
+        status: 404,
+        code: "UnknownOperationException",
+        message: "Not found: Berth serves the AWS JSON protocol with POST / (and GET /healthz)."
+            .into(),
+        extra: None,
+    };
+    error_response(&e)
+}
+
+async fn reset(State(shared): State<Arc<Shared>>) -> Response {
+    let wait = {
+        let mut inner = shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.world.reset();
+        shared.commits.reset()
+    };
+    if wait.await.is_err() {
+        return error_response(&ApiError::internal(
+            Service::Ecs,
+            "the store is shutting down",
+        ));
+    }
+    tracing::info!("state reset by POST /_berth/reset");
+    (StatusCode::OK, "reset\n").into_response()
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let mut resp = Response::new(Body::from(e.body()));
+    *resp.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    finish(resp)
+}
+
+fn finish(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id()) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+/// The region in a SigV4 `Authorization` header's credential scope
+/// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`).
+pub(crate) fn region_from_authorization(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let cred = auth.split("Credential=").nth(1)?;
+    let scope = cred.split([',', ' ']).next()?;
+    let mut parts = scope.split('/');
+    let region = parts.nth(2)?;
+    let valid = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then(|| region.to_string())
+}
+
+async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    match handle(&shared, req).await {
+        Ok(body) => finish(Response::new(Body::from(body))),
+        Err(e) => {
+            tracing::debug!(code = e.code, message = %e.message, "request refused");
+            error_response(&e)
+        }
+    }
+}
+
+async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits::MAX_BODY_BYTES) {
+        return Err(ApiError::too_large(limits::MAX_BODY_BYTES));
+    }
+    let body: Bytes = axum::body::to_bytes(body, limits::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(limits::MAX_BODY_BYTES))?;
+    let target = Target::parse(
+        parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let region =
+        region_from_authorization(&parts.headers).unwrap_or_else(|| shared.config.region.clone());
+    let partition = PartitionKey {
+        account: shared.config.account_id.clone(),
+        region,
+    };
+
+    let (result, wait) = {
+        let mut guard = shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Inner { world, rng } = &mut *guard;
+        let mut ctx = Ctx {
+            now_ms: now_ms(),
+            partition,
+            principal: "root".into(),
+            rng,
+            mutations: vec![],
+        };
+        let result = match target.service {
+            Service::Ecs => berth_core::ecs::handle(world, &mut ctx, target.operation, &body),
+            other => Err(ApiError::not_implemented(other, target.operation)),
+        };
+        let wait = match (&result, ctx.mutations.is_empty()) {
+            (Ok(_), false) => Some(shared.commits.submit(std::mem::take(&mut ctx.mutations))),
+            _ => None,
+        };
+        (result, wait)
+    };
+    if let Some(wait) = wait {
+        wait.await
+            .map_err(|_| ApiError::internal(target.service, "the store is shutting down"))?;
+    }
+    tracing::debug!(operation = target.operation, ok = result.is_ok(), "request");
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_comes_from_the_credential_scope() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=test/20261129/eu-west-2/ecs/aws4_request, SignedHeaders=host, Signature=abc",
+            ),
+        );
+        assert_eq!(region_from_authorization(&h).as_deref(), Some("eu-west-2"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Credential=a/b/../ecs"),
+        );
+        assert_eq!(region_from_authorization(&h), None);
+        assert_eq!(region_from_authorization(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! The control-plane shell: owns the listener, the in-memory world and the durable store,
+//! and turns HTTP requests into core operations whose changes are committed before the
+//! response is sent.
+//!
+//! It must not decide anything ECS-specific itself: operations live in `berth-core`, wire
+//! shapes in `berth-api`. What it owns is I/O: sockets, the data directory and its lock,
+//! the commit pipeline (group commit on one writer thread), the clock and shutdown.
+
+mod commit;
+mod data_dir;
+mod http;
+pub mod limits;
+
+pub use data_dir::DataDir;
+
+use berth_core::state::{Ctx, World};
+use berth_core::{PartitionKey, cluster};
+use berth_store::{SqliteStore, Store};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// What the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Where the database and lock file live.
+    pub data_dir: PathBuf,
+    /// Account id for requests (until credentials map keys to accounts).
+    pub account_id: String,
+    /// Region for requests that carry none in their signature.
+    pub region: String,
+    /// Serve `POST /_berth/reset` (wipe everything), for test suites sharing one server.
+    pub allow_reset: bool,
+    /// Create the `default` cluster in the default partition if it has never existed
+    /// (`berth up` does; `berth server` leaves cluster creation to the operator).
+    pub create_default_cluster: bool,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory is unusable or locked by another Berth.
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
+    /// The store could not be opened or read.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] berth_store::StoreError),
+    /// The stored records could not be understood.
+    #[error("cannot load the stored state: {0}")]
+    Load(#[from] berth_core::state::LoadError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Requested address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every request.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// The world and the RNG that names new resources; one lock so that the order in which
+    /// changes are applied is the order in which they are queued for commit.
+    pub(crate) inner: Mutex<Inner>,
+    pub(crate) commits: commit::CommitQueue,
+}
+
+pub(crate) struct Inner {
+    pub(crate) world: World,
+    pub(crate) rng: StdRng,
+}
+
+/// A started server. Dropping it does not stop it; call [`Running::shutdown`] or let the
+/// shutdown future passed to [`serve`] complete.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The data directory in use.
+    pub data_dir: PathBuf,
+    /// Whether the default cluster was created by this start.
+    pub created_default_cluster: bool,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    _lock: DataDir,
+}
+
+/// Open the data directory, load state and bind the listener.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let dir = DataDir::open(&config.data_dir)?;
+    let mut store = SqliteStore::open(&dir.database_path())?;
+    let mut world = World::load(store.load()?)?;
+    let mut rng = StdRng::from_os_rng();
+    let mut created_default_cluster = false;
+    if config.create_default_cluster {
+        let key = PartitionKey {
+            account: config.account_id.clone(),
+            region: config.region.clone(),
+        };
+        let never_existed = !world
+            .partition(&key)
+            .clusters
+            .contains_key(cluster::DEFAULT_CLUSTER);
+        if never_existed {
+            let mut ctx = Ctx {
+                now_ms: now_ms(),
+                partition: key.clone(),
+                principal: "root".into(),
+                rng: &mut rng,
+                mutations: vec![],
+            };
+            created_default_cluster = cluster::ensure_default(world.partition(&key), &mut ctx);
+            store.commit(&ctx.mutations)?;
+        }
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let commits = commit::CommitQueue::spawn(store);
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        inner: Mutex::new(Inner { world, rng }),
+        commits,
+    });
+    Ok(Running {
+        local_addr,
+        data_dir: dir.path().to_path_buf(),
+        created_default_cluster,
+        listener,
+        shared,
+        _lock: dir,
+    })
+}
+
+impl Running {
+    /// Serve until `shutdown` completes, then finish in-flight requests and flush commits.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = http::router(self.shared.clone());
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.shared.commits.close();
+        result
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the wall clock. The shell is the only place that
+/// reads it; the core gets it through `Ctx::now_ms`.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
