@@ -1,0 +1,3 @@
+//! Runtimes: how a container definition becomes something running on this host.
+
+pub mod process;
