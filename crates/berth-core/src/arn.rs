@@ -15,6 +15,54 @@ pub fn task_definition(p: &PartitionKey, family: &str, revision: i32) -> String 
     )
 }
 
+/// `arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID`.
+pub fn container_instance(p: &PartitionKey, cluster: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:container-instance/{cluster}/{id}",
+        p.region, p.account
+    )
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`.
+pub fn task(p: &PartitionKey, cluster: &str, id: &str) -> String {
+    format!("arn:aws:ecs:{}:{}:task/{cluster}/{id}", p.region, p.account)
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:container/CLUSTER/TASK_ID/UUID`.
+pub fn container(p: &PartitionKey, cluster: &str, task_id: &str, uuid: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:container/{cluster}/{task_id}/{uuid}",
+        p.region, p.account
+    )
+}
+
+/// The part after the last `/` (an id inside an ARN, or the reference itself).
+pub fn last_segment(reference: &str) -> &str {
+    reference.rsplit('/').next().unwrap_or(reference)
+}
+
+/// Resolve a task or container-instance reference (id or ARN) to an id, checking that an
+/// ARN belongs to this partition, has the expected type, and (when given) the cluster.
+pub fn resource_id<'a>(
+    p: &PartitionKey,
+    resource_type: &str,
+    cluster: &str,
+    reference: &'a str,
+) -> Option<&'a str> {
+    if !reference.starts_with("arn:") {
+        return Some(reference);
+    }
+    let arn = parse(reference)?;
+    if arn.resource_type != resource_type || arn.region != p.region || arn.account != p.account {
+        return None;
+    }
+    match arn.resource.split_once('/') {
+        Some((c, id)) if c == cluster => Some(id),
+        Some(_) => None,
+        None => Some(arn.resource),
+    }
+}
+
 /// The IAM principal Berth records as the caller (`registeredBy`, `createdBy`).
 pub fn principal(p: &PartitionKey, name: &str) -> String {
     if name == "root" {

@@ -93,10 +93,30 @@ pub fn find_active<'p>(
 /// (`include`) filled in or left out as ECS does.
 pub fn view(p: &Partition, rec: &ClusterRecord, include: &[ClusterField]) -> ecs::Cluster {
     let mut c = rec.cluster.clone();
-    let _ = p; // Counts of tasks, services and instances join as those resources land.
-    c.registered_container_instances_count = Some(0);
-    c.running_tasks_count = Some(0);
-    c.pending_tasks_count = Some(0);
+    let name = c.cluster_name.clone().unwrap_or_default();
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let tasks = || p.tasks.values().filter(|t| t.cluster == name);
+    let running = tasks()
+        .filter(|t| t.task.last_status.as_deref() == Some("RUNNING"))
+        .count();
+    let pending = tasks()
+        .filter(|t| {
+            matches!(
+                t.task.last_status.as_deref(),
+                Some("PROVISIONING" | "PENDING" | "ACTIVATING")
+            )
+        })
+        .count();
+    let instances = p
+        .instances
+        .values()
+        .filter(|i| {
+            i.cluster == name && matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING"))
+        })
+        .count();
+    c.registered_container_instances_count = Some(count(instances));
+    c.running_tasks_count = Some(count(running));
+    c.pending_tasks_count = Some(count(pending));
     c.active_services_count = Some(0);
     c.statistics = Some(if include.contains(&ClusterField::Statistics) {
         [
@@ -284,6 +304,26 @@ pub struct ClusterUse {
     pub tasks: usize,
 }
 
+/// What in partition `p` still uses cluster `name`.
+pub fn usage(p: &Partition, name: &str) -> ClusterUse {
+    ClusterUse {
+        container_instances: p
+            .instances
+            .values()
+            .filter(|i| {
+                i.cluster == name
+                    && matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING"))
+            })
+            .count(),
+        services: 0,
+        tasks: p
+            .tasks
+            .values()
+            .filter(|t| t.cluster == name && !t.is_stopped())
+            .count(),
+    }
+}
+
 /// DeleteCluster: refuses while instances, services or tasks remain; the cluster becomes
 /// INACTIVE and stays describable.
 pub fn delete(
@@ -447,6 +487,7 @@ mod tests {
             principal: "root".into(),
             rng,
             mutations: vec![],
+            woken: vec![],
         }
     }
 

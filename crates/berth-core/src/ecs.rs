@@ -1,7 +1,7 @@
 //! The ECS operation table: decode, run against the caller's partition, encode.
 
 use crate::state::{Ctx, World};
-use crate::{cluster, tags, task_definition};
+use crate::{cluster, container_instance, tags, task, task_definition};
 use berth_api::{ApiError, Service, decode, encode};
 
 macro_rules! op {
@@ -26,9 +26,15 @@ pub fn handle(
         "DescribeClusters" => op!(world, ctx, body, cluster::describe),
         "ListClusters" => op!(world, ctx, body, cluster::list),
         "DeleteCluster" => {
-            let req = decode(Service::Ecs, body)?;
+            let req: berth_api::ecs::DeleteClusterRequest = decode(Service::Ecs, body)?;
             let partition = world.partition(&ctx.partition);
-            let usage = cluster::ClusterUse::default();
+            let name = crate::arn::cluster_name(
+                &ctx.partition,
+                req.cluster.as_deref().unwrap_or_default(),
+            )
+            .unwrap_or_default()
+            .to_string();
+            let usage = cluster::usage(partition, &name);
             let resp = cluster::delete(partition, ctx, req, usage).map_err(ApiError::from)?;
             Ok(encode(&resp))
         }
@@ -44,6 +50,18 @@ pub fn handle(
         "TagResource" => op!(world, ctx, body, tags::tag_resource),
         "UntagResource" => op!(world, ctx, body, tags::untag_resource),
         "ListTagsForResource" => op!(world, ctx, body, tags::list_tags),
+        "RunTask" => op!(world, ctx, body, task::run),
+        "StartTask" => op!(world, ctx, body, task::start),
+        "StopTask" => op!(world, ctx, body, task::stop),
+        "DescribeTasks" => op!(world, ctx, body, task::describe),
+        "ListTasks" => op!(world, ctx, body, task::list),
+        "DescribeContainerInstances" => op!(world, ctx, body, container_instance::describe),
+        "ListContainerInstances" => op!(world, ctx, body, container_instance::list),
+        "DeregisterContainerInstance" => op!(world, ctx, body, container_instance::deregister),
+        "UpdateContainerInstancesState" => op!(world, ctx, body, container_instance::update_state),
+        "PutAttributes" => op!(world, ctx, body, container_instance::put_attributes),
+        "DeleteAttributes" => op!(world, ctx, body, container_instance::delete_attributes),
+        "ListAttributes" => op!(world, ctx, body, container_instance::list_attributes),
         other => Err(ApiError::not_implemented(Service::Ecs, other)),
     }
 }

@@ -7,12 +7,17 @@
 //! returns a response and leaves the [`state::Mutation`]s the shell must make durable before
 //! answering. It knows nothing about HTTP, SQLite or containers.
 
+pub mod agent_protocol;
 pub mod arn;
 pub mod cluster;
+pub mod container_instance;
 pub mod ecs;
 pub mod pagination;
+pub mod placement;
+pub mod query;
 pub mod state;
 pub mod tags;
+pub mod task;
 pub mod task_definition;
 
 pub use state::{Ctx, Mutation, Partition, PartitionKey, Record, World};

@@ -32,17 +32,28 @@ pub enum Kind {
     Cluster,
     /// One revision of a task definition ([`TaskDefinitionRecord`]).
     TaskDefinition,
+    /// A container instance, i.e. a registered agent ([`InstanceRecord`]).
+    ContainerInstance,
+    /// A task ([`TaskRecord`]).
+    Task,
 }
 
 impl Kind {
     /// Every kind, in load order (a kind may refer to kinds before it).
-    pub const ALL: [Kind; 2] = [Kind::Cluster, Kind::TaskDefinition];
+    pub const ALL: [Kind; 4] = [
+        Kind::Cluster,
+        Kind::TaskDefinition,
+        Kind::ContainerInstance,
+        Kind::Task,
+    ];
 
     /// Stable name used as the table/record type in every store.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Cluster => "cluster",
             Kind::TaskDefinition => "task_definition",
+            Kind::ContainerInstance => "container_instance",
+            Kind::Task => "task",
         }
     }
 
@@ -89,9 +100,28 @@ pub struct Ctx<'a> {
     pub rng: &'a mut dyn RngCore,
     /// Changes to make durable, in order.
     pub mutations: Vec<Mutation>,
+    /// Container instances whose desired state changed (their agents are woken).
+    pub woken: Vec<String>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context with no changes yet.
+    pub fn new(
+        now_ms: i64,
+        partition: PartitionKey,
+        principal: &str,
+        rng: &'a mut dyn RngCore,
+    ) -> Ctx<'a> {
+        Ctx {
+            now_ms,
+            partition,
+            principal: principal.to_string(),
+            rng,
+            mutations: vec![],
+            woken: vec![],
+        }
+    }
+
     /// `now` as ECS puts timestamps on the wire: epoch seconds with millisecond fraction.
     #[allow(clippy::cast_precision_loss)]
     pub fn now_secs(&self) -> f64 {
@@ -163,6 +193,74 @@ pub struct Family {
     pub last_revision: i32,
 }
 
+/// A container instance (a registered agent) as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Name of the cluster it belongs to.
+    pub cluster: String,
+    /// The instance in ECS's shape; counts and remaining resources are derived on read.
+    pub instance: ecs::ContainerInstance,
+    /// The credential the agent authenticates with.
+    pub token: String,
+    /// Runtime on the host (`process`, `docker`).
+    pub runtime: String,
+    /// Host name, for display.
+    pub hostname: String,
+}
+
+/// What a task holds on its instance while it is not STOPPED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// CPU units.
+    pub cpu: i32,
+    /// Memory MiB.
+    pub memory: i32,
+    /// Static host ports (TCP).
+    pub ports: Vec<i32>,
+    /// Whether it counts against the instance's registered resources (FARGATE tasks do
+    /// not: Fargate capacity is elastic on ECS, see `docs/launch-types.md`).
+    pub counted: bool,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Name of the cluster it runs in.
+    pub cluster: String,
+    /// The task in ECS's shape, kept current.
+    pub task: ecs::Task,
+    /// The container instance (id) it is placed on.
+    pub instance_id: Option<String>,
+    /// RunTask/StartTask idempotency token.
+    pub client_token: Option<String>,
+    /// What it holds on the instance.
+    pub reservation: Reservation,
+    /// When it reached STOPPED (epoch ms), for retention.
+    pub stopped_at_ms: Option<i64>,
+}
+
+impl TaskRecord {
+    /// The 32-hex task id (last ARN segment).
+    pub fn id(&self) -> &str {
+        let arn = self.task.task_arn.as_deref().unwrap_or_default();
+        arn.rsplit('/').next().unwrap_or(arn)
+    }
+
+    /// Whether the task has fully stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.task.last_status.as_deref() == Some("STOPPED")
+    }
+}
+
+/// What the control plane knows about an agent's connection; never persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Liveness {
+    /// Last time the agent was heard from (epoch ms).
+    pub last_seen_ms: i64,
+    /// Version of the instance's desired state (see `agent_protocol::DesiredState`).
+    pub desired_version: u64,
+}
+
 /// Resources of one account in one region.
 #[derive(Debug, Clone, Default)]
 pub struct Partition {
@@ -170,6 +268,12 @@ pub struct Partition {
     pub clusters: BTreeMap<String, ClusterRecord>,
     /// Task definition families by name.
     pub families: BTreeMap<String, Family>,
+    /// Container instances by id.
+    pub instances: BTreeMap<String, InstanceRecord>,
+    /// Tasks by id.
+    pub tasks: BTreeMap<String, TaskRecord>,
+    /// Agent connections by instance id (in memory only).
+    pub liveness: BTreeMap<String, Liveness>,
 }
 
 /// Everything Berth knows.
@@ -224,6 +328,23 @@ impl World {
                     let name = rec.cluster.cluster_name.clone().unwrap_or_default();
                     p.clusters.insert(name, rec);
                 }
+                Kind::ContainerInstance => {
+                    let rec: InstanceRecord =
+                        serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
+                    let id = crate::arn::last_segment(
+                        rec.instance
+                            .container_instance_arn
+                            .as_deref()
+                            .unwrap_or_default(),
+                    )
+                    .to_string();
+                    p.instances.insert(id, rec);
+                }
+                Kind::Task => {
+                    let rec: TaskRecord =
+                        serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
+                    p.tasks.insert(rec.id().to_string(), rec);
+                }
                 Kind::TaskDefinition => {
                     let rec: TaskDefinitionRecord =
                         serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
@@ -249,6 +370,16 @@ pub mod keys {
     /// Key of a cluster record.
     pub fn cluster(name: &str) -> String {
         format!("cluster/{name}")
+    }
+
+    /// Key of a container instance record.
+    pub fn container_instance(cluster: &str, id: &str) -> String {
+        format!("container-instance/{cluster}/{id}")
+    }
+
+    /// Key of a task record.
+    pub fn task(cluster: &str, id: &str) -> String {
+        format!("task/{cluster}/{id}")
     }
 
     /// Key of a task definition revision. Revisions are zero-padded so keys sort numerically.

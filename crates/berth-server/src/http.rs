@@ -145,6 +145,7 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
             principal: "root".into(),
             rng,
             mutations: vec![],
+            woken: vec![],
         };
         let result = match target.service {
             Service::Ecs => berth_core::ecs::handle(world, &mut ctx, target.operation, &body),

@@ -114,6 +114,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 principal: "root".into(),
                 rng: &mut rng,
                 mutations: vec![],
+                woken: vec![],
             };
             created_default_cluster = cluster::ensure_default(world.partition(&key), &mut ctx);
             store.commit(&ctx.mutations)?;

@@ -1,0 +1,176 @@
+//! The agent protocol: what an agent and the control plane say to each other.
+//!
+//! Level-triggered, as DESIGN.md asks: the server sends the full desired set of tasks for an
+//! instance (with a version); the agent reports the observed state of tasks that changed.
+//! A lost message heals on the next exchange because both sides always send state, never
+//! commands. The same messages travel in-process (`berth up`) and as JSON over HTTP
+//! (`berth agent`), so this module is the only definition of the protocol.
+
+use berth_api::ecs;
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; a server refuses agents speaking another.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// An agent joins a cluster (or rejoins as the instance it was).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// [`PROTOCOL_VERSION`] of the agent.
+    pub protocol_version: u32,
+    /// Cluster name or ARN (default `default`).
+    pub cluster: String,
+    /// The cluster's agent registration token.
+    pub token: String,
+    /// The instance ARN from an earlier registration, to rejoin as the same instance.
+    pub container_instance_arn: Option<String>,
+    /// This instance's credential from that registration.
+    pub instance_token: Option<String>,
+    /// CPU units (1024 per core).
+    pub cpu_units: i32,
+    /// Memory in MiB.
+    pub memory_mib: i32,
+    /// Host ports that are never available to tasks.
+    pub reserved_ports: Vec<i32>,
+    /// Attributes to advertise (`ecs.os-type`, custom ones, ...).
+    pub attributes: Vec<ecs::Attribute>,
+    /// Agent and runtime versions.
+    pub version_info: ecs::VersionInfo,
+    /// Which runtime runs containers here (`process` or `docker`).
+    pub runtime: String,
+    /// Host name, for display.
+    pub hostname: String,
+}
+
+/// The server's answer to a registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The instance's ARN.
+    pub container_instance_arn: String,
+    /// The credential the agent uses from now on.
+    pub instance_token: String,
+    /// Tasks the server believes run here, as of registration.
+    pub desired: DesiredState,
+}
+
+/// An agent's periodic exchange: reports in, desired state out. Doubles as the heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The instance.
+    pub container_instance_arn: String,
+    /// Its credential.
+    pub instance_token: String,
+    /// The desired-state version the agent holds; the server answers at once when it
+    /// differs, else waits up to `wait_ms` for a change (long poll).
+    pub desired_version: u64,
+    /// Observed state of tasks that changed since the last acknowledged sync.
+    pub reports: Vec<TaskReport>,
+    /// How long the server may hold the request waiting for a change.
+    pub wait_ms: u64,
+}
+
+/// The server's answer to a sync: reports are durable, and this is the desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// The desired state now.
+    pub desired: DesiredState,
+}
+
+/// Every task the server wants on one instance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// Changes whenever the set or any task's desired status changes.
+    pub version: u64,
+    /// The tasks (including ones to stop that the agent has not yet reported STOPPED).
+    pub tasks: Vec<DesiredTask>,
+}
+
+/// One task as the agent must run it: everything it needs, resolved by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredTask {
+    /// Task ARN.
+    pub task_arn: String,
+    /// Cluster ARN.
+    pub cluster_arn: String,
+    /// `RUNNING` or `STOPPED`.
+    pub desired_status: String,
+    /// The task definition revision.
+    pub task_definition: ecs::TaskDefinition,
+    /// Overrides from RunTask/StartTask, to apply over the definition.
+    pub overrides: ecs::TaskOverride,
+    /// Task-level CPU units and memory MiB after overrides, if set.
+    pub cpu: Option<String>,
+    /// Task memory (MiB) after overrides.
+    pub memory: Option<String>,
+    /// Launch type the task was started with.
+    pub launch_type: String,
+    /// Why the server wants it stopped (for the record), if it does.
+    pub stop_reason: Option<String>,
+}
+
+/// Observed state of one task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// Task ARN.
+    pub task_arn: String,
+    /// ECS lifecycle status (PROVISIONING ... STOPPED).
+    pub last_status: String,
+    /// Containers.
+    pub containers: Vec<ContainerReport>,
+    /// Task health (HEALTHY / UNHEALTHY / UNKNOWN).
+    pub health_status: Option<String>,
+    /// Epoch ms when image pulls started / ended (process runtime: resolving commands).
+    pub pull_started_at_ms: Option<i64>,
+    /// Pull end.
+    pub pull_stopped_at_ms: Option<i64>,
+    /// When the task reached RUNNING.
+    pub started_at_ms: Option<i64>,
+    /// When it began stopping.
+    pub stopping_at_ms: Option<i64>,
+    /// When its last container exited.
+    pub execution_stopped_at_ms: Option<i64>,
+    /// When it was fully stopped.
+    pub stopped_at_ms: Option<i64>,
+    /// Stop code the agent determined (TaskFailedToStart, EssentialContainerExited).
+    pub stop_code: Option<String>,
+    /// Human-readable reason.
+    pub stopped_reason: Option<String>,
+}
+
+/// Observed state of one container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerReport {
+    /// Container name.
+    pub name: String,
+    /// PENDING, RUNNING or STOPPED.
+    pub last_status: String,
+    /// Exit code once stopped.
+    pub exit_code: Option<i32>,
+    /// Why it stopped or could not start.
+    pub reason: Option<String>,
+    /// Runtime id (`process:<pid>` or the Docker container id).
+    pub runtime_id: Option<String>,
+    /// HEALTHY / UNHEALTHY / UNKNOWN.
+    pub health_status: Option<String>,
+    /// Host ports bound.
+    pub network_bindings: Vec<ecs::NetworkBinding>,
+}
+
+/// A protocol-level refusal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum AgentError {
+    /// Wrong registration token, or unknown/revoked instance credential.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The cluster does not exist.
+    #[error("cluster not found: {0}")]
+    ClusterNotFound(String),
+    /// The instance was deregistered; the agent must register anew.
+    #[error("instance deregistered: {0}")]
+    Deregistered(String),
+    /// The request is malformed or speaks another protocol version.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The server is stopping or failed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
