@@ -5,4 +5,9 @@
 //! It must not decide placement or restarts: the server owns `desiredStatus`, the agent owns
 //! `lastStatus`.
 
+pub mod agent;
+pub mod engine;
+pub mod plan;
+pub mod reports;
+pub mod runner;
 pub mod runtime;

@@ -19,6 +19,8 @@ pub struct RegisterRequest {
     pub protocol_version: u32,
     /// Cluster name or ARN (default `default`).
     pub cluster: String,
+    /// Region to join (the server's default when absent).
+    pub region: Option<String>,
     /// The cluster's agent registration token.
     pub token: String,
     /// The instance ARN from an earlier registration, to rejoin as the same instance.

@@ -9,13 +9,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_api::{ApiError, Service, Target};
 use berth_core::PartitionKey;
+use berth_core::agent_protocol::{AgentError, RegisterRequest, SyncRequest};
 use berth_core::state::Ctx;
 use std::sync::Arc;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let mut app = Router::new()
         .route("/", post(api))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .route("/_berth/agent/v1/register", post(agent_register))
+        .route("/_berth/agent/v1/sync", post(agent_sync));
     if shared.config.allow_reset {
         app = app.route("/_berth/reset", post(reset));
     }
@@ -23,6 +26,57 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         // We enforce our own limit (with an AWS-shaped 413) in `api`.
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)
+}
+
+fn agent_error(e: &AgentError) -> Response {
+    let status = match e {
+        AgentError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        AgentError::Deregistered(_) => StatusCode::GONE,
+        AgentError::ClusterNotFound(_) => StatusCode::NOT_FOUND,
+        AgentError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        AgentError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = serde_json::to_vec(e).unwrap_or_default();
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn agent_json<T: serde::Serialize>(r: Result<T, AgentError>) -> Response {
+    match r {
+        Ok(v) => {
+            let mut resp = Response::new(Body::from(serde_json::to_vec(&v).unwrap_or_default()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => agent_error(&e),
+    }
+}
+
+async fn agent_body<T: serde::de::DeserializeOwned>(req: Request<Body>) -> Result<T, AgentError> {
+    let bytes = axum::body::to_bytes(req.into_body(), limits::MAX_BODY_BYTES * 8)
+        .await
+        .map_err(|_| AgentError::BadRequest("body too large or unreadable".into()))?;
+    serde_json::from_slice(&bytes).map_err(|e| AgentError::BadRequest(e.to_string()))
+}
+
+async fn agent_register(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    let gw = crate::Gateway { shared };
+    match agent_body::<RegisterRequest>(req).await {
+        Ok(r) => agent_json(gw.register(r).await),
+        Err(e) => agent_error(&e),
+    }
+}
+
+async fn agent_sync(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    let gw = crate::Gateway { shared };
+    match agent_body::<SyncRequest>(req).await {
+        Ok(r) => agent_json(gw.sync(r).await),
+        Err(e) => agent_error(&e),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -139,21 +193,15 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Inner { world, rng } = &mut *guard;
-        let mut ctx = Ctx {
-            now_ms: now_ms(),
-            partition,
-            principal: "root".into(),
-            rng,
-            mutations: vec![],
-            woken: vec![],
-        };
+        let mut ctx = Ctx::new(now_ms(), partition, "root", rng);
         let result = match target.service {
             Service::Ecs => berth_core::ecs::handle(world, &mut ctx, target.operation, &body),
             other => Err(ApiError::not_implemented(other, target.operation)),
         };
-        let wait = match (&result, ctx.mutations.is_empty()) {
-            (Ok(_), false) => Some(shared.commits.submit(std::mem::take(&mut ctx.mutations))),
-            _ => None,
+        let wait = if result.is_ok() {
+            crate::gateway::finish_ctx(shared, &mut ctx)
+        } else {
+            None
         };
         (result, wait)
     };

@@ -8,10 +8,12 @@
 
 mod commit;
 mod data_dir;
+mod gateway;
 mod http;
 pub mod limits;
 
 pub use data_dir::DataDir;
+pub use gateway::Gateway;
 
 use berth_core::state::{Ctx, World};
 use berth_core::{PartitionKey, cluster};
@@ -39,6 +41,10 @@ pub struct Config {
     /// Create the `default` cluster in the default partition if it has never existed
     /// (`berth up` does; `berth server` leaves cluster creation to the operator).
     pub create_default_cluster: bool,
+    /// The token agents present to register.
+    pub agent_token: String,
+    /// How long STOPPED tasks stay describable.
+    pub task_retention_ms: i64,
 }
 
 /// Why the server could not start.
@@ -70,6 +76,8 @@ pub(crate) struct Shared {
     /// changes are applied is the order in which they are queued for commit.
     pub(crate) inner: Mutex<Inner>,
     pub(crate) commits: commit::CommitQueue,
+    /// Bumped whenever some instance's desired state changes; long-polling agents wait on it.
+    pub(crate) wakeups: tokio::sync::watch::Sender<u64>,
 }
 
 pub(crate) struct Inner {
@@ -108,14 +116,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .clusters
             .contains_key(cluster::DEFAULT_CLUSTER);
         if never_existed {
-            let mut ctx = Ctx {
-                now_ms: now_ms(),
-                partition: key.clone(),
-                principal: "root".into(),
-                rng: &mut rng,
-                mutations: vec![],
-                woken: vec![],
-            };
+            let mut ctx = Ctx::new(now_ms(), key.clone(), "root", &mut rng);
             created_default_cluster = cluster::ensure_default(world.partition(&key), &mut ctx);
             store.commit(&ctx.mutations)?;
         }
@@ -135,6 +136,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config: config.clone(),
         inner: Mutex::new(Inner { world, rng }),
         commits,
+        wakeups: tokio::sync::watch::channel(0).0,
     });
     Ok(Running {
         local_addr,
@@ -147,17 +149,59 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 impl Running {
+    /// The agent gateway, for an in-process agent.
+    pub fn gateway(&self) -> Gateway {
+        Gateway {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Serve until `shutdown` completes, then finish in-flight requests and flush commits.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = http::router(self.shared.clone());
+        let sweeper = tokio::spawn(sweep_stopped_tasks(self.shared.clone()));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        sweeper.abort();
         self.shared.commits.close();
         result
+    }
+}
+
+/// Forget STOPPED tasks past their retention, once a minute (and once at start).
+async fn sweep_stopped_tasks(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let wait = {
+            let mut guard = shared
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Inner { world, rng } = &mut *guard;
+            let keys: Vec<PartitionKey> = world.partitions.keys().cloned().collect();
+            let mut all = Vec::new();
+            for key in keys {
+                let mut ctx = Ctx::new(now_ms(), key.clone(), "berth", rng);
+                let n = berth_core::task::sweep(
+                    world.partition(&key),
+                    &mut ctx,
+                    shared.config.task_retention_ms,
+                );
+                if n > 0 {
+                    tracing::debug!(removed = n, region = %key.region, "swept stopped tasks");
+                }
+                all.append(&mut ctx.mutations);
+            }
+            (!all.is_empty()).then(|| shared.commits.submit(all))
+        };
+        if let Some(w) = wait {
+            let _ = w.await;
+        }
     }
 }
 

@@ -23,6 +23,36 @@ enum Command {
     Up(UpArgs),
     /// Run the control plane only (the API and the store); agents join from other hosts.
     Server(ServerArgs),
+    /// Run an agent: join a cluster as a container instance and run its tasks here.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// The Berth server's URL.
+    #[arg(long, env = "BERTH_SERVER")]
+    server: String,
+    /// The agent registration token (printed by `berth server`, stored in its data directory).
+    #[arg(long, env = "BERTH_AGENT_TOKEN")]
+    token: String,
+    /// Cluster to join.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Region to join (default: the server's).
+    #[arg(long)]
+    region: Option<String>,
+    /// Where the agent keeps its identity and task state [default: $XDG_DATA_HOME/berth-agent].
+    #[arg(long, env = "BERTH_AGENT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Custom attribute, `name=value` or `name` (repeatable).
+    #[arg(long = "attribute", value_name = "NAME[=VALUE]")]
+    attributes: Vec<String>,
+    /// CPU units to offer [default: 1024 per core].
+    #[arg(long)]
+    cpu: Option<i32>,
+    /// Memory MiB to offer [default: the host's].
+    #[arg(long)]
+    memory: Option<i32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -42,6 +72,12 @@ struct CommonArgs {
     /// Enable `POST /_berth/reset`, which wipes every resource (for test suites).
     #[arg(long)]
     allow_reset: bool,
+    /// Token agents must present to register [default: generated once, kept in the data directory].
+    #[arg(long, env = "BERTH_AGENT_TOKEN")]
+    agent_token: Option<String>,
+    /// Seconds STOPPED tasks stay describable.
+    #[arg(long, default_value_t = 3600)]
+    task_retention_secs: i64,
 }
 
 #[derive(Args, Debug)]
@@ -69,14 +105,96 @@ enum Runtime {
     Process,
 }
 
-fn default_data_dir() -> PathBuf {
+fn default_data_dir(name: &str) -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("berth");
+        return PathBuf::from(x).join(name);
     }
     if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home).join(".local/share/berth");
+        return PathBuf::from(home).join(".local/share").join(name);
     }
-    PathBuf::from(".berth")
+    PathBuf::from(format!(".{name}"))
+}
+
+/// The agent registration token: given, or generated once and kept in the data directory.
+fn agent_token(data_dir: &std::path::Path, given: Option<String>) -> Result<String> {
+    if let Some(t) = given {
+        return Ok(t);
+    }
+    let path = data_dir.join("agent-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &t).with_context(|| format!("writing {}", path.display()))?;
+    Ok(t)
+}
+
+/// `berth up`'s agent talks to the server in-process, over the same protocol.
+#[derive(Clone)]
+struct InProcess(berth_server::Gateway);
+
+impl berth_agent::agent::ControlPlane for InProcess {
+    fn register(
+        &self,
+        req: berth_core::agent_protocol::RegisterRequest,
+    ) -> impl std::future::Future<
+        Output = Result<
+            berth_core::agent_protocol::RegisterResponse,
+            berth_agent::agent::TransportError,
+        >,
+    > + Send {
+        async move { self.0.register(req).await.map_err(Into::into) }
+    }
+
+    fn sync(
+        &self,
+        req: berth_core::agent_protocol::SyncRequest,
+    ) -> impl std::future::Future<
+        Output = Result<
+            berth_core::agent_protocol::SyncResponse,
+            berth_agent::agent::TransportError,
+        >,
+    > + Send {
+        async move { self.0.sync(req).await.map_err(Into::into) }
+    }
+}
+
+fn parse_attributes(raw: &[String]) -> Vec<(String, Option<String>)> {
+    raw.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        })
+        .collect()
+}
+
+async fn run_agent(args: AgentArgs) -> Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir("berth-agent"));
+    let cp = berth_agent::agent::HttpControlPlane::new(&args.server)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = berth_agent::agent::AgentConfig {
+        cluster: args.cluster.clone(),
+        region: args.region.clone(),
+        token: args.token.clone(),
+        data_dir,
+        attributes: parse_attributes(&args.attributes),
+        cpu_units: args.cpu,
+        memory_mib: args.memory,
+    };
+    tracing::info!(server = %args.server, cluster = %args.cluster, "starting agent (process runtime)");
+    berth_agent::agent::run(config, cp, shutdown_signal()).await?;
+    tracing::info!("agent stopped");
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -96,12 +214,22 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Up(args) => run(args.common, true, Some(args.runtime)).await,
             Command::Server(args) => run(args.common, false, None).await,
+            Command::Agent(args) => run_agent(args).await,
         }
     })
 }
 
 async fn run(common: CommonArgs, all_in_one: bool, runtime: Option<Runtime>) -> Result<()> {
-    let data_dir = common.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data_dir = common
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir("berth"));
+    if runtime == Some(Runtime::Docker) {
+        anyhow::bail!(
+            "--runtime docker: the Docker runtime is not implemented in this version of Berth yet; use --runtime process"
+        );
+    }
+    let token = agent_token(&data_dir, common.agent_token.clone())?;
     let config = berth_server::Config {
         listen: common.listen,
         data_dir,
@@ -109,14 +237,44 @@ async fn run(common: CommonArgs, all_in_one: bool, runtime: Option<Runtime>) -> 
         region: common.region.clone(),
         allow_reset: common.allow_reset,
         create_default_cluster: all_in_one,
+        agent_token: token.clone(),
+        task_retention_ms: common.task_retention_secs.saturating_mul(1000),
     };
     let running = berth_server::start(config).await?;
     let endpoint = format!("http://{}", running.local_addr);
-    print_banner(&endpoint, &running, &common, all_in_one, runtime);
-    running
-        .serve(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    print_banner(&endpoint, &running, &common, all_in_one, runtime, &token);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = if all_in_one {
+        let config = berth_agent::agent::AgentConfig {
+            cluster: "default".into(),
+            region: Some(common.region.clone()),
+            token,
+            data_dir: running.data_dir.join("agent"),
+            attributes: vec![],
+            cpu_units: None,
+            memory_mib: None,
+        };
+        let cp = InProcess(running.gateway());
+        let mut rx = stop_rx.clone();
+        Some(tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = berth_agent::agent::run(config, cp, stop).await {
+                tracing::error!(error = %e, "the local agent stopped");
+            }
+        }))
+    } else {
+        None
+    };
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    running.serve(shutdown).await.context("serving the API")?;
+    if let Some(a) = agent {
+        let _ = a.await;
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -128,6 +286,7 @@ fn print_banner(
     common: &CommonArgs,
     all_in_one: bool,
     runtime: Option<Runtime>,
+    token: &str,
 ) {
     let mode = if all_in_one { "up" } else { "server" };
     println!(
@@ -139,9 +298,13 @@ fn print_banner(
         "  account {}, default region {}",
         common.account_id, common.region
     );
-    if let Some(r) = runtime {
+    if runtime.is_some() {
         println!(
-            "  local agent: not yet available (requested runtime: {r:?}); tasks cannot run yet"
+            "  local agent: process runtime (tasks run as host processes; the image is not used)"
+        );
+    } else {
+        println!(
+            "  agents join with: berth agent --server {endpoint} --token {token} --cluster default"
         );
     }
     if running.created_default_cluster {

@@ -1,0 +1,373 @@
+//! The agent's main loop: register (as the same instance after a restart), then one sync at
+//! a time — reports out, desired state in, long-polled — applying each desired state to the
+//! engine. Network failures are retried with backoff; running tasks are unaffected by them.
+
+use crate::engine::Engine;
+use crate::reports::ReportBook;
+use crate::runner::RunnerEnv;
+use crate::runtime::process::ProcessRuntime;
+use berth_api::ecs;
+use berth_core::agent_protocol::{
+    AgentError, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, SyncRequest, SyncResponse,
+};
+use berth_core::container_instance::SYNC_INTERVAL_MS;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the agent reaches the control plane.
+pub trait ControlPlane: Clone + Send + Sync + 'static {
+    /// Register.
+    fn register(
+        &self,
+        req: RegisterRequest,
+    ) -> impl Future<Output = Result<RegisterResponse, TransportError>> + Send;
+    /// Sync.
+    fn sync(
+        &self,
+        req: SyncRequest,
+    ) -> impl Future<Output = Result<SyncResponse, TransportError>> + Send;
+}
+
+/// A failed exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The server refused.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The server could not be reached (retried).
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Cluster to join.
+    pub cluster: String,
+    /// Region to join (server default when absent).
+    pub region: Option<String>,
+    /// Registration token.
+    pub token: String,
+    /// Where identity, runtime state and container output live.
+    pub data_dir: PathBuf,
+    /// Custom attributes (`--attribute k=v`).
+    pub attributes: Vec<(String, Option<String>)>,
+    /// CPU units to register (default: 1024 per core).
+    pub cpu_units: Option<i32>,
+    /// Memory MiB to register (default: the host's).
+    pub memory_mib: Option<i32>,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentRunError {
+    /// The server refused the agent for good.
+    #[error("the server refused this agent: {0}")]
+    Refused(AgentError),
+    /// Local state could not be set up.
+    #[error("agent state in {dir}: {source}")]
+    Local {
+        /// Directory.
+        dir: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Identity {
+    container_instance_arn: String,
+    instance_token: String,
+}
+
+/// CPU units of this host: 1024 per core, as ECS registers them.
+pub fn host_cpu_units() -> i32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    i32::try_from(cores * 1024).unwrap_or(i32::MAX)
+}
+
+/// Memory of this host in MiB (from /proc/meminfo).
+pub fn host_memory_mib() -> i32 {
+    let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<i64>().ok())
+    });
+    kib.map_or(1024, |k| i32::try_from(k / 1024).unwrap_or(i32::MAX))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn attributes(config: &AgentConfig) -> Vec<ecs::Attribute> {
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mut out = vec![
+        ("ecs.os-type", Some("linux".to_string())),
+        ("ecs.os-family", Some("LINUX".to_string())),
+        ("ecs.cpu-architecture", Some(arch.to_string())),
+        ("ecs.capability.external", None),
+        ("com.amazonaws.ecs.capability.logging-driver.awslogs", None),
+        ("com.amazonaws.ecs.capability.task-iam-role", None),
+        ("ecs.capability.container-health-check", None),
+        ("ecs.capability.container-ordering", None),
+        ("ecs.capability.task-eni", None),
+        ("ecs.capability.execution-role-awslogs", None),
+        ("com.amazonaws.ecs.capability.docker-remote-api.1.18", None),
+        ("com.amazonaws.ecs.capability.docker-remote-api.1.19", None),
+        ("berth.runtime", Some("process".to_string())),
+    ]
+    .into_iter()
+    .map(|(n, v)| ecs::Attribute {
+        name: Some(n.to_string()),
+        value: v,
+        ..Default::default()
+    })
+    .collect::<Vec<_>>();
+    for (k, v) in &config.attributes {
+        out.retain(|a| a.name.as_deref() != Some(k.as_str()));
+        out.push(ecs::Attribute {
+            name: Some(k.clone()),
+            value: v.clone(),
+            ..Default::default()
+        });
+    }
+    out
+}
+
+async fn register<C: ControlPlane>(
+    cp: &C,
+    config: &AgentConfig,
+    identity_path: &PathBuf,
+) -> Result<RegisterResponse, AgentRunError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let identity: Option<Identity> = std::fs::read(identity_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let req = RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: config.cluster.clone(),
+            region: config.region.clone(),
+            token: config.token.clone(),
+            container_instance_arn: identity.as_ref().map(|i| i.container_instance_arn.clone()),
+            instance_token: identity.as_ref().map(|i| i.instance_token.clone()),
+            cpu_units: config.cpu_units.unwrap_or_else(host_cpu_units),
+            memory_mib: config.memory_mib.unwrap_or_else(host_memory_mib),
+            reserved_ports: vec![],
+            attributes: attributes(config),
+            version_info: ecs::VersionInfo {
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+                agent_hash: Some("berth".into()),
+                docker_version: None,
+            },
+            runtime: "process".into(),
+            hostname: hostname(),
+        };
+        match cp.register(req).await {
+            Ok(resp) => {
+                let id = Identity {
+                    container_instance_arn: resp.container_instance_arn.clone(),
+                    instance_token: resp.instance_token.clone(),
+                };
+                let bytes = serde_json::to_vec(&id).unwrap_or_default();
+                std::fs::write(identity_path, bytes).map_err(|source| AgentRunError::Local {
+                    dir: config.data_dir.clone(),
+                    source,
+                })?;
+                return Ok(resp);
+            }
+            Err(TransportError::Agent(
+                e @ (AgentError::Unauthorized(_) | AgentError::BadRequest(_)),
+            )) => {
+                return Err(AgentRunError::Refused(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "registration failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Run the agent until `shutdown` completes.
+pub async fn run<C: ControlPlane>(
+    config: AgentConfig,
+    cp: C,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentRunError> {
+    let local = |source| AgentRunError::Local {
+        dir: config.data_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(local)?;
+    let runtime =
+        ProcessRuntime::new(config.data_dir.join("runtime")).map_err(|e| AgentRunError::Local {
+            dir: config.data_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let orphans = runtime.reap_orphans();
+    if !orphans.is_empty() {
+        tracing::warn!(
+            count = orphans.len(),
+            "stopped processes left by a previous agent run"
+        );
+    }
+    let reports = ReportBook::default();
+    let env = RunnerEnv {
+        runtime: Arc::new(runtime),
+        reports: reports.clone(),
+        logs_dir: config.data_dir.join("output"),
+    };
+    let mut engine = Engine::new(
+        env,
+        config.data_dir.join("started"),
+        "Berth agent restarted: the task's processes cannot be re-adopted by the process runtime and were stopped",
+    )
+    .map_err(local)?;
+    let identity_path = config.data_dir.join("identity.json");
+    tokio::pin!(shutdown);
+    let registered = tokio::select! {
+        r = register(&cp, &config, &identity_path) => r?,
+        () = &mut shutdown => return Ok(()),
+    };
+    let mut instance_arn = registered.container_instance_arn.clone();
+    let mut instance_token = registered.instance_token.clone();
+    tracing::info!(instance = %instance_arn, "agent joined cluster {}", config.cluster);
+    let mut version = registered.desired.version;
+    engine.apply(&registered.desired);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let batch = reports.take();
+        let wait_ms = if batch.reports.is_empty() {
+            SYNC_INTERVAL_MS
+        } else {
+            0
+        };
+        let req = SyncRequest {
+            container_instance_arn: instance_arn.clone(),
+            instance_token: instance_token.clone(),
+            desired_version: version,
+            reports: batch.reports.clone(),
+            wait_ms,
+        };
+        let result = tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            // A long poll carries no reports, so abandoning it for new reports loses nothing.
+            () = reports.changed(), if wait_ms > 0 => continue,
+            r = cp.sync(req) => r,
+        };
+        match result {
+            Ok(resp) => {
+                backoff = Duration::from_millis(100);
+                reports.acknowledge(&batch);
+                version = resp.desired.version;
+                engine.apply(&resp.desired);
+            }
+            Err(TransportError::Agent(
+                AgentError::Deregistered(_) | AgentError::Unauthorized(_),
+            )) => {
+                tracing::warn!("this instance was deregistered; registering anew");
+                let _ = std::fs::remove_file(&identity_path);
+                let again = tokio::select! {
+                    r = register(&cp, &config, &identity_path) => r?,
+                    () = &mut shutdown => return Ok(()),
+                };
+                instance_arn = again.container_instance_arn;
+                instance_token = again.instance_token;
+                version = again.desired.version;
+                reports.resend_all();
+                engine.apply(&again.desired);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sync failed; retrying");
+                reports.resend_all();
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The control plane over HTTP (`berth agent --server URL`).
+#[derive(Clone)]
+pub struct HttpControlPlane {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl HttpControlPlane {
+    /// A client for the server at `base` (e.g. `http://10.0.0.1:7400`).
+    pub fn new(base: &str) -> Result<HttpControlPlane, TransportError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_millis(SYNC_INTERVAL_MS * 5 + 10_000))
+            .build()
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        Ok(HttpControlPlane {
+            base: base.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+    ) -> Result<Resp, TransportError> {
+        let resp = self
+            .client
+            .post(format!("{}/_berth/agent/v1/{path}", self.base))
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        let ok = resp.status().is_success();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        if ok {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| TransportError::Network(format!("bad response: {e}")))
+        } else {
+            let err: AgentError = serde_json::from_slice(&bytes).map_err(|_| {
+                TransportError::Network(format!(
+                    "server answered {}",
+                    String::from_utf8_lossy(&bytes)
+                ))
+            })?;
+            Err(TransportError::Agent(err))
+        }
+    }
+}
+
+impl ControlPlane for HttpControlPlane {
+    fn register(
+        &self,
+        req: RegisterRequest,
+    ) -> impl Future<Output = Result<RegisterResponse, TransportError>> + Send {
+        async move { self.call("register", &req).await }
+    }
+
+    fn sync(
+        &self,
+        req: SyncRequest,
+    ) -> impl Future<Output = Result<SyncResponse, TransportError>> + Send {
+        async move { self.call("sync", &req).await }
+    }
+}

@@ -1,0 +1,475 @@
+//! One task's life on this host: resolve its containers, start them in `dependsOn` order,
+//! watch exits and health, stop everything when an essential container exits or the server
+//! asks, and publish a [`TaskReport`] at every change. The decisions are in [`crate::plan`];
+//! this is the I/O around them.
+
+use crate::plan::{self, ContainerState, Health, HealthTracker, Readiness};
+use crate::reports::ReportBook;
+use crate::runtime::process::{
+    ContainerSpec, ExitInfo, OutputLine, ProcessRuntime, RuntimeError, run_check,
+};
+use berth_api::ecs::ContainerDefinition;
+use berth_core::agent_protocol::{ContainerReport, DesiredTask, TaskReport};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+/// ECS's default grace between SIGTERM and SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a container waits for its dependencies (ECS agent's ECS_CONTAINER_START_TIMEOUT).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Everything a runner needs from the agent.
+#[derive(Clone)]
+pub struct RunnerEnv {
+    /// The process runtime.
+    pub runtime: Arc<ProcessRuntime>,
+    /// Where reports go.
+    pub reports: ReportBook,
+    /// Where container output is kept (`<dir>/<task-id>/<container>.log`).
+    pub logs_dir: PathBuf,
+}
+
+enum Event {
+    Exited(usize, ExitInfo),
+    Health(usize, Health),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn task_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The effective container definitions of a desired task (overrides applied).
+pub fn containers_of(task: &DesiredTask) -> Vec<ContainerDefinition> {
+    berth_core::task::effective_containers(&task.task_definition, &task.overrides)
+}
+
+fn spec_for(task: &DesiredTask, c: &ContainerDefinition) -> Result<ContainerSpec, String> {
+    let mut argv: Vec<String> = c.entry_point.clone().unwrap_or_default();
+    argv.extend(c.command.clone().unwrap_or_default());
+    if argv.is_empty() {
+        return Err(format!(
+            "container {} has neither entryPoint nor command; the process runtime runs commands, not images",
+            c.name.as_deref().unwrap_or_default()
+        ));
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for key in ["PATH", "HOME", "LANG", "TZ"] {
+        if let Ok(v) = std::env::var(key) {
+            env.push((key.into(), v));
+        }
+    }
+    let region = task
+        .task_arn
+        .split(':')
+        .nth(3)
+        .unwrap_or("us-east-1")
+        .to_string();
+    let exec_env = if task.launch_type == "FARGATE" {
+        "AWS_ECS_FARGATE"
+    } else {
+        "AWS_ECS_EC2"
+    };
+    env.push(("AWS_EXECUTION_ENV".into(), exec_env.into()));
+    env.push(("AWS_REGION".into(), region.clone()));
+    env.push(("AWS_DEFAULT_REGION".into(), region));
+    for kv in c.environment.as_deref().unwrap_or_default() {
+        let name = kv.name.clone().unwrap_or_default();
+        env.retain(|(k, _)| *k != name);
+        env.push((name, kv.value.clone().unwrap_or_default()));
+    }
+    Ok(ContainerSpec {
+        task_id: task_id(&task.task_arn).to_string(),
+        container_name: c.name.clone().unwrap_or_default(),
+        argv,
+        env,
+        working_dir: c.working_directory.clone(),
+        user: c.user.clone(),
+    })
+}
+
+fn secs(v: Option<i32>, default: Duration) -> Duration {
+    v.and_then(|s| u64::try_from(s).ok())
+        .map_or(default, Duration::from_secs)
+}
+
+struct Runner {
+    task: DesiredTask,
+    env: RunnerEnv,
+    defs: Vec<ContainerDefinition>,
+    names: Vec<String>,
+    states: Vec<ContainerState>,
+    containers: Vec<ContainerReport>,
+    stoppers: Vec<Option<mpsc::UnboundedSender<Duration>>>,
+    health_tasks: Vec<tokio::task::JoinHandle<()>>,
+    started_order: Vec<usize>,
+    report: TaskReport,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+}
+
+/// Run one task to STOPPED. `stop` turns true when the server wants the task stopped.
+pub async fn run_task(task: DesiredTask, env: RunnerEnv, mut stop: watch::Receiver<bool>) {
+    let defs = containers_of(&task);
+    let names: Vec<String> = defs
+        .iter()
+        .map(|c| c.name.clone().unwrap_or_default())
+        .collect();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut r = Runner {
+        report: TaskReport {
+            task_arn: task.task_arn.clone(),
+            last_status: "PENDING".into(),
+            health_status: Some("UNKNOWN".into()),
+            ..Default::default()
+        },
+        containers: names
+            .iter()
+            .map(|n| ContainerReport {
+                name: n.clone(),
+                last_status: "PENDING".into(),
+                health_status: Some("UNKNOWN".into()),
+                ..Default::default()
+            })
+            .collect(),
+        states: vec![ContainerState::Pending; defs.len()],
+        stoppers: vec![None; defs.len()],
+        health_tasks: Vec::new(),
+        started_order: Vec::new(),
+        task,
+        env,
+        defs,
+        names,
+        events_tx,
+        events_rx,
+    };
+    r.run(&mut stop).await;
+    for h in &r.health_tasks {
+        h.abort();
+    }
+}
+
+impl Runner {
+    fn publish(&mut self) {
+        self.report.containers = self.containers.clone();
+        self.env.reports.publish(self.report.clone());
+    }
+
+    fn set_status(&mut self, status: &str) {
+        self.report.last_status = status.to_string();
+    }
+
+    async fn run(&mut self, stop: &mut watch::Receiver<bool>) {
+        let now = now_ms();
+        self.report.pull_started_at_ms = Some(now);
+        self.publish();
+        // "Pulling" for the process runtime is resolving every container to a command line.
+        let mut specs = Vec::new();
+        for c in &self.defs {
+            match spec_for(&self.task, c) {
+                Ok(s) => specs.push(s),
+                Err(e) => {
+                    let reason = format!("CannotStartContainerError: {e}");
+                    return self.fail_to_start(&reason).await;
+                }
+            }
+        }
+        self.report.pull_stopped_at_ms = Some(now_ms());
+        self.set_status("ACTIVATING");
+        self.publish();
+
+        let started = std::time::Instant::now();
+        let mut outcome: Option<(Option<&'static str>, Option<String>)> = None;
+        while outcome.is_none() {
+            if *stop.borrow() {
+                outcome = Some((None, None));
+                break;
+            }
+            // Start every container whose dependencies are met.
+            for i in 0..self.defs.len() {
+                if self.states[i] != ContainerState::Pending {
+                    continue;
+                }
+                match plan::readiness(&self.defs[i], &self.names, &self.states) {
+                    Readiness::Waiting => {
+                        let timeout = secs(self.defs[i].start_timeout, DEFAULT_START_TIMEOUT);
+                        if started.elapsed() > timeout {
+                            let reason = format!(
+                                "DependencyTimeoutError: container {} waited {}s for its dependencies",
+                                self.names[i],
+                                timeout.as_secs()
+                            );
+                            outcome = self.block(i, reason);
+                        }
+                    }
+                    Readiness::Blocked(why) => {
+                        let reason = format!(
+                            "DependencyConditionFailed: container {} cannot start: {why}",
+                            self.names[i]
+                        );
+                        outcome = self.block(i, reason);
+                    }
+                    Readiness::Ready => {
+                        if let Err(e) = self.start_container(i, &specs[i]).await {
+                            let reason = format!("CannotStartContainerError: {e}");
+                            self.containers[i].reason = Some(reason.clone());
+                            self.containers[i].last_status = "STOPPED".into();
+                            self.states[i] = ContainerState::Stopped {
+                                exit_code: None,
+                                started: false,
+                            };
+                            if self.defs[i].essential.unwrap_or(true)
+                                || self.report.started_at_ms.is_none()
+                            {
+                                outcome = Some((Some("TaskFailedToStart"), Some(reason)));
+                            }
+                        }
+                    }
+                }
+                if outcome.is_some() {
+                    break;
+                }
+            }
+            if outcome.is_some() {
+                break;
+            }
+            let all_started = self
+                .states
+                .iter()
+                .all(|s| !matches!(s, ContainerState::Pending));
+            if all_started && self.report.started_at_ms.is_none() {
+                self.report.started_at_ms = Some(now_ms());
+                self.set_status("RUNNING");
+                self.publish();
+            }
+            // Wait for something to happen (or re-check dependency timeouts every second).
+            tokio::select! {
+                biased;
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        outcome = Some((None, None));
+                    }
+                }
+                Some(ev) = self.events_rx.recv() => {
+                    outcome = self.handle(ev);
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let (code, reason) = outcome.unwrap_or((None, None));
+        self.shutdown(code, reason).await;
+    }
+
+    /// A container can never start. Essential: the task fails; non-essential: it is marked
+    /// STOPPED and the task goes on.
+    fn block(
+        &mut self,
+        i: usize,
+        reason: String,
+    ) -> Option<(Option<&'static str>, Option<String>)> {
+        self.containers[i].reason = Some(reason.clone());
+        self.containers[i].last_status = "STOPPED".into();
+        self.states[i] = ContainerState::Stopped {
+            exit_code: None,
+            started: false,
+        };
+        self.publish();
+        self.defs[i].essential.unwrap_or(true).then(|| {
+            let code = if self.report.started_at_ms.is_none() {
+                "TaskFailedToStart"
+            } else {
+                "EssentialContainerExited"
+            };
+            (Some(code), Some(reason))
+        })
+    }
+
+    fn handle(&mut self, ev: Event) -> Option<(Option<&'static str>, Option<String>)> {
+        match ev {
+            Event::Exited(i, info) => {
+                self.on_exit(i, &info);
+                self.publish();
+                if self.defs[i].essential.unwrap_or(true) {
+                    return Some((
+                        Some("EssentialContainerExited"),
+                        Some("Essential container in task exited".into()),
+                    ));
+                }
+                None
+            }
+            Event::Health(i, h) => {
+                if let ContainerState::Running { health } = &mut self.states[i] {
+                    *health = h;
+                }
+                self.containers[i].health_status = Some(h.as_str().into());
+                self.report.health_status =
+                    Some(plan::task_health(&self.defs, &self.states).as_str().into());
+                self.publish();
+                None
+            }
+        }
+    }
+
+    fn on_exit(&mut self, i: usize, info: &ExitInfo) {
+        self.states[i] = ContainerState::Stopped {
+            exit_code: info.exit_code,
+            started: true,
+        };
+        self.containers[i].last_status = "STOPPED".into();
+        self.containers[i].exit_code = info.exit_code;
+        self.stoppers[i] = None;
+    }
+
+    async fn start_container(
+        &mut self,
+        i: usize,
+        spec: &ContainerSpec,
+    ) -> Result<(), RuntimeError> {
+        let (out_tx, out_rx) = mpsc::channel::<OutputLine>(1024);
+        let proc = self.env.runtime.start(spec, out_tx).await?;
+        tokio::spawn(keep_output(
+            self.env.logs_dir.join(&spec.task_id),
+            spec.container_name.clone(),
+            out_rx,
+        ));
+        self.containers[i].runtime_id = Some(proc.runtime_id());
+        self.containers[i].last_status = "RUNNING".into();
+        self.states[i] = ContainerState::Running {
+            health: Health::Unknown,
+        };
+        self.started_order.push(i);
+        let (stop_tx, mut stop_rx) = mpsc::unbounded_channel::<Duration>();
+        self.stoppers[i] = Some(stop_tx);
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let info = tokio::select! {
+                info = proc.wait() => info,
+                Some(timeout) = stop_rx.recv() => proc.stop(timeout).await,
+            };
+            let _ = events.send(Event::Exited(i, info));
+        });
+        if let Some(hc) = self.defs[i].health_check.clone() {
+            let cmd = hc.command.clone().unwrap_or_default();
+            let argv: Option<Vec<String>> = match cmd.first().map(String::as_str) {
+                Some("CMD") => Some(cmd[1..].to_vec()),
+                Some("CMD-SHELL") => Some(vec!["/bin/sh".into(), "-c".into(), cmd[1..].join(" ")]),
+                _ => None,
+            };
+            if let Some(argv) = argv.filter(|a| !a.is_empty()) {
+                let events = self.events_tx.clone();
+                let env = spec.env.clone();
+                let wd = spec.working_dir.clone();
+                let interval = secs(hc.interval, Duration::from_secs(30));
+                let timeout = secs(hc.timeout, Duration::from_secs(5));
+                let start_period = secs(hc.start_period, Duration::ZERO);
+                let retries = u32::try_from(hc.retries.unwrap_or(3)).unwrap_or(3);
+                self.health_tasks.push(tokio::spawn(async move {
+                    let began = tokio::time::Instant::now();
+                    let mut tracker = HealthTracker::new(retries);
+                    let mut last = Health::Unknown;
+                    loop {
+                        let ok =
+                            matches!(run_check(&argv, &env, wd.as_deref(), timeout).await, Ok(0));
+                        let h = tracker.record(ok, began.elapsed() < start_period);
+                        if h != last {
+                            last = h;
+                            if events.send(Event::Health(i, h)).is_err() {
+                                return;
+                            }
+                        }
+                        tokio::time::sleep(interval).await;
+                    }
+                }));
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    async fn fail_to_start(&mut self, reason: &str) {
+        for c in &mut self.containers {
+            c.last_status = "STOPPED".into();
+            c.reason.get_or_insert_with(|| reason.to_string());
+        }
+        self.shutdown(Some("TaskFailedToStart"), Some(reason.to_string()))
+            .await;
+    }
+
+    /// Stop every running container (reverse start order, each with its stopTimeout), then
+    /// report STOPPED.
+    async fn shutdown(&mut self, code: Option<&'static str>, reason: Option<String>) {
+        for h in &self.health_tasks {
+            h.abort();
+        }
+        self.report.stop_code = code.map(str::to_string);
+        self.report.stopped_reason = reason;
+        self.report.stopping_at_ms = Some(now_ms());
+        self.set_status("STOPPING");
+        self.publish();
+        for &i in self.started_order.clone().iter().rev() {
+            let Some(stopper) = self.stoppers[i].take() else {
+                continue;
+            };
+            let timeout = secs(self.defs[i].stop_timeout, DEFAULT_STOP_TIMEOUT);
+            let _ = stopper.send(timeout);
+            // Wait for this container's exit (others' events are applied as they come).
+            while let Some(ev) = self.events_rx.recv().await {
+                if let Event::Exited(j, info) = ev {
+                    self.on_exit(j, &info);
+                    if j == i {
+                        break;
+                    }
+                }
+            }
+        }
+        for c in &mut self.containers {
+            c.last_status = "STOPPED".into();
+        }
+        let now = now_ms();
+        self.report.execution_stopped_at_ms = Some(now);
+        self.set_status("DEPROVISIONING");
+        self.publish();
+        self.report.stopped_at_ms = Some(now_ms());
+        self.set_status("STOPPED");
+        self.publish();
+    }
+}
+
+/// Keep a container's output in `<dir>/<container>.log` (the logs issue ships it on).
+async fn keep_output(dir: PathBuf, container: String, mut rx: mpsc::Receiver<OutputLine>) {
+    let file = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{container}.log")))
+            .await
+    }
+    .await;
+    let mut file = match file {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot keep container output");
+            None
+        }
+    };
+    while let Some(line) = rx.recv().await {
+        if let Some(f) = file.as_mut() {
+            let mut bytes = line.line.into_bytes();
+            bytes.push(b'\n');
+            if f.write_all(&bytes).await.is_err() {
+                file = None;
+            }
+        }
+    }
+}

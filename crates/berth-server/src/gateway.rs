@@ -1,0 +1,180 @@
+//! The agent gateway: registration and the level-triggered sync (reports in, desired state
+//! out, long-polled). Served in-process to `berth up`'s agent through [`Gateway`] and over
+//! HTTP (`POST /_berth/agent/v1/{register,sync}`) to remote agents: the same code path.
+
+use crate::{Inner, Shared, now_ms};
+use berth_core::agent_protocol::{
+    AgentError, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, SyncRequest, SyncResponse,
+};
+use berth_core::container_instance::{self, SYNC_INTERVAL_MS};
+use berth_core::state::Ctx;
+use berth_core::{PartitionKey, arn, task};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A handle to the gateway of a running server (cheap to clone).
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// The registration token agents must present.
+    pub fn agent_token(&self) -> &str {
+        &self.shared.config.agent_token
+    }
+
+    /// Register (or re-register) an agent as a container instance.
+    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, AgentError> {
+        register(&self.shared, req).await
+    }
+
+    /// One sync exchange.
+    pub async fn sync(&self, req: SyncRequest) -> Result<SyncResponse, AgentError> {
+        sync(&self.shared, req).await
+    }
+}
+
+fn partition_of(shared: &Shared, region: Option<&str>) -> PartitionKey {
+    PartitionKey {
+        account: shared.config.account_id.clone(),
+        region: region.map_or_else(|| shared.config.region.clone(), str::to_string),
+    }
+}
+
+/// Commit `ctx`'s mutations (if any) and wake the agents whose desired state changed.
+async fn commit(wait: Option<tokio::sync::oneshot::Receiver<()>>) -> Result<(), AgentError> {
+    if let Some(w) = wait {
+        w.await
+            .map_err(|_| AgentError::Unavailable("the server is shutting down".into()))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn finish_ctx(
+    shared: &Shared,
+    ctx: &mut Ctx<'_>,
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    if !ctx.woken.is_empty() {
+        shared.wakeups.send_modify(|v| *v = v.wrapping_add(1));
+        ctx.woken.clear();
+    }
+    if ctx.mutations.is_empty() {
+        None
+    } else {
+        Some(shared.commits.submit(std::mem::take(&mut ctx.mutations)))
+    }
+}
+
+async fn register(shared: &Shared, req: RegisterRequest) -> Result<RegisterResponse, AgentError> {
+    if req.protocol_version != PROTOCOL_VERSION {
+        return Err(AgentError::BadRequest(format!(
+            "agent speaks protocol {}, this server speaks {PROTOCOL_VERSION}",
+            req.protocol_version
+        )));
+    }
+    if !container_instance::constant_time_eq(
+        req.token.as_bytes(),
+        shared.config.agent_token.as_bytes(),
+    ) {
+        return Err(AgentError::Unauthorized(
+            "wrong agent registration token".into(),
+        ));
+    }
+    let region = req
+        .container_instance_arn
+        .as_deref()
+        .and_then(arn::parse)
+        .map(|a| a.region.to_string())
+        .or_else(|| req.region.clone());
+    let key = partition_of(shared, region.as_deref());
+    let (result, wait) = {
+        let mut guard = shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Inner { world, rng } = &mut *guard;
+        let mut ctx = Ctx::new(now_ms(), key.clone(), "agent", rng);
+        let p = world.partition(&key);
+        let result = container_instance::register(p, &mut ctx, &req).map(|(arn, token)| {
+            let id = arn::last_segment(&arn).to_string();
+            RegisterResponse {
+                container_instance_arn: arn,
+                instance_token: token,
+                desired: task::desired_state(p, &id),
+            }
+        });
+        let wait = if result.is_ok() {
+            finish_ctx(shared, &mut ctx)
+        } else {
+            None
+        };
+        (result, wait)
+    };
+    commit(wait).await?;
+    if let Ok(r) = &result {
+        tracing::info!(instance = %r.container_instance_arn, hostname = %req.hostname, runtime = %req.runtime, "agent registered");
+    }
+    result
+}
+
+async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentError> {
+    let region = arn::parse(&req.container_instance_arn)
+        .map(|a| a.region.to_string())
+        .ok_or_else(|| AgentError::BadRequest("container_instance_arn is not an ECS ARN".into()))?;
+    let key = partition_of(shared, Some(&region));
+    let wait_ms = req.wait_ms.min(SYNC_INTERVAL_MS * 5);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+    let mut wakeups = shared.wakeups.subscribe();
+    let mut first = true;
+    loop {
+        let (desired, wait) = {
+            let mut guard = shared
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Inner { world, rng } = &mut *guard;
+            let mut ctx = Ctx::new(now_ms(), key.clone(), "agent", rng);
+            let p = world.partition(&key);
+            let id = container_instance::authenticate(
+                p,
+                &ctx,
+                &req.container_instance_arn,
+                &req.instance_token,
+            )?;
+            container_instance::heartbeat(p, &id, ctx.now_ms);
+            if first {
+                for r in &req.reports {
+                    task::apply_report(p, &mut ctx, &id, r);
+                }
+            }
+            let desired = task::desired_state(p, &id);
+            (desired, finish_ctx(shared, &mut ctx))
+        };
+        commit(wait).await?;
+        let answer_now =
+            !first || desired.version != req.desired_version || !req.reports.is_empty();
+        if answer_now || tokio::time::Instant::now() >= deadline {
+            return Ok(SyncResponse { desired });
+        }
+        first = false;
+        // Long poll: wait for any desired-state change, or the deadline.
+        wakeups.borrow_and_update();
+        let changed = tokio::time::timeout_at(deadline, wakeups.changed()).await;
+        if !matches!(changed, Ok(Ok(()))) {
+            // Timed out (or shutting down): one more pass refreshes the heartbeat and answers.
+            let desired = {
+                let mut guard = shared
+                    .inner
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Inner { world, .. } = &mut *guard;
+                let p = world.partition(&key);
+                let id = arn::last_segment(&req.container_instance_arn).to_string();
+                container_instance::heartbeat(p, &id, now_ms());
+                task::desired_state(p, &id)
+            };
+            return Ok(SyncResponse { desired });
+        }
+    }
+}
