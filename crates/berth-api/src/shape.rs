@@ -147,6 +147,8 @@ impl<T: Checked> Checked for Vec<T> {
         for (i, item) in self.iter().enumerate() {
             v.path.push(format!("{}.member", i + 1));
             v.check_value(item, element);
+            // Structures and enums inside lists check their own members too.
+            item.check_inner(v, &Constraint::NONE);
             v.path.pop();
         }
     }
@@ -163,6 +165,7 @@ impl<T: Checked> Checked for BTreeMap<String, T> {
         for (k, item) in self {
             v.path.push(k.clone());
             v.check_value(item, element);
+            item.check_inner(v, &Constraint::NONE);
             v.path.pop();
         }
     }

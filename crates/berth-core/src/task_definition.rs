@@ -5,10 +5,19 @@
 //! adds ([`normalize`]), and stores the result; Describe returns it exactly.
 
 mod normalize;
+#[cfg(test)]
+mod tests;
 mod validate;
 
-pub use normalize::{compatibilities, normalize, parse_cpu, parse_memory, requires_attributes};
-pub use validate::{MAX_CONTAINERS, fargate_memory_ok, validate};
+pub use normalize::{
+    HEALTH_CHECK_DEFAULTS, compatibilities, normalize, parse_cpu, parse_memory, requires_attributes,
+};
+pub use validate::{
+    DEFAULT_RESERVED_HOST_PORTS, EC2_TASK_CPU_RANGE, HEALTH_CHECK_RANGES, MAX_CONTAINERS,
+    MAX_ENVIRONMENT_FILES, MAX_IGNORED_EXIT_CODES, MAX_PLACEMENT_CONSTRAINTS,
+    MIN_CONTAINER_MEMORY_MIB, dependency_cycle, fargate_compatible, fargate_memory_ok, is_name,
+    parse_port_range, validate,
+};
 
 use crate::pagination;
 use crate::state::{Ctx, Kind, Partition, TaskDefinitionRecord, keys};
@@ -152,11 +161,18 @@ pub fn describe(
     })
 }
 
+/// The paging key of a revision. The separator sorts below every character a family name
+/// may hold, so keys sort exactly as (family, revision) pairs do: `web` before `web-api`.
 fn list_key(family: &str, revision: i32) -> String {
-    format!("{family}:{revision:010}")
+    format!("{family} {revision:010}")
 }
 
-/// ListTaskDefinitions.
+/// ListTaskDefinitions: ARNs of the revisions in one status (default ACTIVE), by family
+/// name and then revision number (`sort` DESC reverses both).
+///
+/// Despite its name, `familyPrefix` is matched as the whole family name, as ECS documents
+/// it ("the full family name to filter the results with"); ListTaskDefinitionFamilies is the
+/// operation that matches prefixes.
 pub fn list(
     p: &Partition,
     _ctx: &Ctx<'_>,
@@ -164,12 +180,12 @@ pub fn list(
 ) -> Result<ListTaskDefinitionsResponse, EcsError> {
     let limit = pagination::max_results(req.max_results, 100)?;
     let status = req.status.unwrap_or(TaskDefinitionStatus::Active);
-    let prefix = req.family_prefix.unwrap_or_default();
+    let family = req.family_prefix;
     let descending = req.sort == Some(SortOrder::Desc);
     let mut items: Vec<(String, String)> = p
         .families
-        .range(prefix.clone()..)
-        .take_while(|(name, _)| name.starts_with(&prefix))
+        .iter()
+        .filter(|(name, _)| family.as_ref().is_none_or(|f| f == *name))
         .flat_map(|(name, f)| {
             f.revisions
                 .iter()
