@@ -87,6 +87,12 @@ struct UpArgs {
     /// How the local agent runs containers: Docker if an engine answers, else processes.
     #[arg(long, value_enum, default_value_t = Runtime::Auto)]
     runtime: Runtime,
+    /// CPU units the local agent offers [default: 1024 per core].
+    #[arg(long)]
+    agent_cpu: Option<i32>,
+    /// Memory MiB the local agent offers [default: the host's].
+    #[arg(long)]
+    agent_memory: Option<i32>,
 }
 
 #[derive(Args, Debug)]
@@ -212,14 +218,30 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => run(args.common, true, Some(args.runtime)).await,
+            Command::Up(args) => {
+                let local = LocalAgent {
+                    runtime: args.runtime,
+                    cpu: args.agent_cpu,
+                    memory: args.agent_memory,
+                };
+                run(args.common, true, Some(local)).await
+            }
             Command::Server(args) => run(args.common, false, None).await,
             Command::Agent(args) => run_agent(args).await,
         }
     })
 }
 
-async fn run(common: CommonArgs, all_in_one: bool, runtime: Option<Runtime>) -> Result<()> {
+/// The in-process agent of `berth up`.
+#[derive(Debug, Clone, Copy)]
+struct LocalAgent {
+    runtime: Runtime,
+    cpu: Option<i32>,
+    memory: Option<i32>,
+}
+
+async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) -> Result<()> {
+    let runtime = local.map(|l| l.runtime);
     let data_dir = common
         .data_dir
         .clone()
@@ -251,8 +273,8 @@ async fn run(common: CommonArgs, all_in_one: bool, runtime: Option<Runtime>) -> 
             token,
             data_dir: running.data_dir.join("agent"),
             attributes: vec![],
-            cpu_units: None,
-            memory_mib: None,
+            cpu_units: local.and_then(|l| l.cpu),
+            memory_mib: local.and_then(|l| l.memory),
         };
         let cp = InProcess(running.gateway());
         let mut rx = stop_rx.clone();
