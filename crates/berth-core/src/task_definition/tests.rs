@@ -286,7 +286,7 @@ fn rows() -> Vec<Row> {
         }, Client("port mapping name is already used")),
         row!("port mapping name format", ec2, |v| c0(v)["portMappings"][0]["name"] = json!("Web"), Client("Port mapping name 'Web' is invalid.")),
         // Dependencies.
-        row!("dependsOn names a container", pair, |v| v["containerDefinitions"][0]["dependsOn"] = json!([{"containerName": "ghost", "condition": "START"}]), Client("Cannot depend on container ghost because it does not exist")),
+        row!("dependsOn names a container", pair, |v| v["containerDefinitions"][0]["dependsOn"] = json!([{"containerName": "ghost", "condition": "START"}]), Client("Cannot depend on container 'ghost' because it does not exist")),
         row!("dependsOn not on itself", pair, |v| v["containerDefinitions"][0]["dependsOn"] = json!([{"containerName": "app", "condition": "START"}]), Client("Container 'app' cannot depend on itself.")),
         row!("dependsOn without cycles", pair, |v| {
             v["containerDefinitions"][0]["dependsOn"] = json!([{"containerName": "init", "condition": "START"}]);

@@ -795,7 +795,7 @@ fn check_depends_on(def: &Def<'_>) -> Result<(), EcsError> {
             let Some(dep) = def.container(target) else {
                 // ECS's wording.
                 return Err(client(format!(
-                    "Cannot depend on container {target} because it does not exist"
+                    "Cannot depend on container '{target}' because it does not exist"
                 )));
             };
             if target == name {
