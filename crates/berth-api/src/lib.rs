@@ -35,6 +35,13 @@ pub fn decode<T: DeserializeOwned + Validate>(
     } else {
         body
     };
+    // serde would read a structure from a JSON array (members by position); AWS JSON
+    // protocols take an object and nothing else.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::serialization(
+            "Unexpected JSON: the request body must be a JSON object.",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -59,4 +66,21 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own generated shapes cannot fail: keys are strings, floats are finite
     // timestamps, and there are no custom serialisers that error.
     serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_must_be_an_object() {
+        let ok: Result<ecs::ListClustersRequest, _> = decode(Service::Ecs, b" {} ");
+        assert!(ok.is_ok());
+        let empty: Result<ecs::ListClustersRequest, _> = decode(Service::Ecs, b"");
+        assert!(empty.is_ok());
+        for bad in [&b"[]"[..], b"[1, \"x\"]", b"null", b"1", b"\"x\""] {
+            let e = decode::<ecs::ListClustersRequest>(Service::Ecs, bad).unwrap_err();
+            assert_eq!(e.code, "SerializationException", "{bad:?}");
+        }
+    }
 }
