@@ -310,37 +310,43 @@ fn print_banner(
     runtime: Option<Runtime>,
     token: &str,
 ) {
+    use std::io::Write;
+    // A closed stdout (e.g. a parent that stopped reading) must not take Berth down.
+    let mut out = std::io::stdout().lock();
     let mode = if all_in_one { "up" } else { "server" };
-    println!(
+    let _ = writeln!(
+        out,
         "Berth {} ({mode}) is listening on {endpoint}",
         env!("CARGO_PKG_VERSION")
     );
-    println!("  data directory: {}", running.data_dir.display());
-    println!(
+    let _ = writeln!(out, "  data directory: {}", running.data_dir.display());
+    let _ = writeln!(
+        out,
         "  account {}, default region {}",
         common.account_id, common.region
     );
     if runtime.is_some() {
-        println!(
+        let _ = writeln!(
+            out,
             "  local agent: process runtime (tasks run as host processes; the image is not used)"
         );
     } else {
-        println!(
+        let _ = writeln!(
+            out,
             "  agents join with: berth agent --server {endpoint} --token {token} --cluster default"
         );
     }
     if running.created_default_cluster {
-        println!("  created the 'default' cluster");
+        let _ = writeln!(out, "  created the 'default' cluster");
     }
-    println!();
-    println!("Use it from this shell with:");
-    println!("  export AWS_ENDPOINT_URL={endpoint}");
-    println!("  export AWS_ACCESS_KEY_ID=test");
-    println!("  export AWS_SECRET_ACCESS_KEY=test");
-    println!("  export AWS_DEFAULT_REGION={}", common.region);
-    println!("then e.g.: aws ecs list-clusters");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Use it from this shell with:");
+    let _ = writeln!(out, "  export AWS_ENDPOINT_URL={endpoint}");
+    let _ = writeln!(out, "  export AWS_ACCESS_KEY_ID=test");
+    let _ = writeln!(out, "  export AWS_SECRET_ACCESS_KEY=test");
+    let _ = writeln!(out, "  export AWS_DEFAULT_REGION={}", common.region);
+    let _ = writeln!(out, "then e.g.: aws ecs list-clusters");
+    let _ = out.flush();
 }
 
 async fn shutdown_signal() {
