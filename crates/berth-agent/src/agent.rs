@@ -357,17 +357,11 @@ impl HttpControlPlane {
 }
 
 impl ControlPlane for HttpControlPlane {
-    fn register(
-        &self,
-        req: RegisterRequest,
-    ) -> impl Future<Output = Result<RegisterResponse, TransportError>> + Send {
-        async move { self.call("register", &req).await }
+    async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, TransportError> {
+        self.call("register", &req).await
     }
 
-    fn sync(
-        &self,
-        req: SyncRequest,
-    ) -> impl Future<Output = Result<SyncResponse, TransportError>> + Send {
-        async move { self.call("sync", &req).await }
+    async fn sync(&self, req: SyncRequest) -> Result<SyncResponse, TransportError> {
+        self.call("sync", &req).await
     }
 }

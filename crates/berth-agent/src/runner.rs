@@ -196,6 +196,7 @@ impl Runner {
                 break;
             }
             // Start every container whose dependencies are met.
+            #[allow(clippy::needless_range_loop)] // `i` indexes four parallel vectors.
             for i in 0..self.defs.len() {
                 if self.states[i] != ContainerState::Pending {
                     continue;

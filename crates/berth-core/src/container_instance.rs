@@ -2,7 +2,7 @@
 //! the ECS API describes, lists, drains and deregisters them, and manages their attributes.
 
 use crate::agent_protocol::{AgentError, RegisterRequest};
-use crate::state::{Ctx, InstanceRecord, Kind, Liveness, Partition, keys};
+use crate::state::{Ctx, InstanceRecord, Kind, Partition, keys};
 use crate::{arn, cluster, pagination, query};
 use berth_api::EcsError;
 use berth_api::ecs::{
@@ -41,10 +41,7 @@ pub fn heartbeat(p: &mut Partition, id: &str, now_ms: i64) {
 
 /// Bump the desired-state version of instance `id` and note it for waking.
 pub fn wake(p: &mut Partition, ctx: &mut Ctx<'_>, id: &str) {
-    let l = p
-        .liveness
-        .entry(id.to_string())
-        .or_insert_with(Liveness::default);
+    let l = p.liveness.entry(id.to_string()).or_default();
     l.desired_version = l.desired_version.wrapping_add(1);
     ctx.woken.push(id.to_string());
 }

@@ -67,7 +67,7 @@ fn reject_reason(c: &Candidate, need: &Need) -> Option<&'static str> {
     if need.ports.iter().any(|p| c.ports_used.contains(p)) {
         return Some("RESOURCE:PORTS");
     }
-    if need.distinct_instance && c.groups.iter().any(|g| *g == need.group) {
+    if need.distinct_instance && c.groups.contains(&need.group) {
         return Some("DistinctInstance placement constraint unsatisfied");
     }
     None

@@ -1075,11 +1075,9 @@ pub fn apply_report(p: &mut Partition, ctx: &mut Ctx<'_>, instance_id: &str, r: 
     }
     // The agent's verdict explains a task that stopped on its own; a stop the server asked
     // for keeps the server's code and reason.
-    if r.last_status == "STOPPED" || r.stop_code.is_some() {
-        if t.task.stop_code.is_none() {
-            t.task.stop_code = r.stop_code.as_deref().map(TaskStopCode::parse);
-            t.task.stopped_reason = r.stopped_reason.clone();
-        }
+    if (r.last_status == "STOPPED" || r.stop_code.is_some()) && t.task.stop_code.is_none() {
+        t.task.stop_code = r.stop_code.as_deref().map(TaskStopCode::parse);
+        t.task.stopped_reason = r.stopped_reason.clone();
     }
     let stopped_now = r.last_status == "STOPPED";
     if stopped_now {

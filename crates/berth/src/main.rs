@@ -147,28 +147,19 @@ fn agent_token(data_dir: &std::path::Path, given: Option<String>) -> Result<Stri
 struct InProcess(berth_server::Gateway);
 
 impl berth_agent::agent::ControlPlane for InProcess {
-    fn register(
+    async fn register(
         &self,
         req: berth_core::agent_protocol::RegisterRequest,
-    ) -> impl std::future::Future<
-        Output = Result<
-            berth_core::agent_protocol::RegisterResponse,
-            berth_agent::agent::TransportError,
-        >,
-    > + Send {
-        async move { self.0.register(req).await.map_err(Into::into) }
+    ) -> Result<berth_core::agent_protocol::RegisterResponse, berth_agent::agent::TransportError>
+    {
+        self.0.register(req).await.map_err(Into::into)
     }
 
-    fn sync(
+    async fn sync(
         &self,
         req: berth_core::agent_protocol::SyncRequest,
-    ) -> impl std::future::Future<
-        Output = Result<
-            berth_core::agent_protocol::SyncResponse,
-            berth_agent::agent::TransportError,
-        >,
-    > + Send {
-        async move { self.0.sync(req).await.map_err(Into::into) }
+    ) -> Result<berth_core::agent_protocol::SyncResponse, berth_agent::agent::TransportError> {
+        self.0.sync(req).await.map_err(Into::into)
     }
 }
 
