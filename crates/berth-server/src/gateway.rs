@@ -128,6 +128,7 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
     let mut wakeups = shared.wakeups.subscribe();
     let mut first = true;
     loop {
+        wakeups.borrow_and_update();
         let (desired, wait) = {
             let mut guard = shared
                 .inner
@@ -158,8 +159,8 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
             return Ok(SyncResponse { desired });
         }
         first = false;
-        // Long poll: wait for any desired-state change, or the deadline.
-        wakeups.borrow_and_update();
+        // Long poll: wait for any desired-state change, or the deadline. `wakeups` was marked
+        // seen before the state above was read, so a change made since is not missed.
         let changed = tokio::time::timeout_at(deadline, wakeups.changed()).await;
         if !matches!(changed, Ok(Ok(()))) {
             // Timed out (or shutting down): one more pass refreshes the heartbeat and answers.
