@@ -167,6 +167,7 @@ fn lost_report(
                 ..Default::default()
             })
             .collect(),
+        stopping_at_ms: Some(now),
         execution_stopped_at_ms: Some(now),
         stopped_at_ms: Some(now),
         stop_code: Some("EssentialContainerExited".into()),
