@@ -117,7 +117,7 @@ pub fn view(p: &Partition, rec: &ClusterRecord, include: &[ClusterField]) -> ecs
     c.registered_container_instances_count = Some(count(instances));
     c.running_tasks_count = Some(count(running));
     c.pending_tasks_count = Some(count(pending));
-    c.active_services_count = Some(0);
+    c.active_services_count = Some(count(crate::service::active_in_cluster(p, &name)));
     c.statistics = Some(if include.contains(&ClusterField::Statistics) {
         [
             "runningEC2TasksCount",
@@ -315,7 +315,7 @@ pub fn usage(p: &Partition, name: &str) -> ClusterUse {
                     && matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING"))
             })
             .count(),
-        services: 0,
+        services: crate::service::count_in_cluster(p, name),
         tasks: p
             .tasks
             .values()

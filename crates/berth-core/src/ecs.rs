@@ -1,7 +1,7 @@
 //! The ECS operation table: decode, run against the caller's partition, encode.
 
 use crate::state::{Ctx, World};
-use crate::{cluster, container_instance, tags, task, task_definition};
+use crate::{cluster, container_instance, service, tags, task, task_definition};
 use berth_api::{ApiError, Service, decode, encode};
 
 macro_rules! op {
@@ -50,6 +50,11 @@ pub fn handle(
         "TagResource" => op!(world, ctx, body, tags::tag_resource),
         "UntagResource" => op!(world, ctx, body, tags::untag_resource),
         "ListTagsForResource" => op!(world, ctx, body, tags::list_tags),
+        "CreateService" => op!(world, ctx, body, service::create),
+        "UpdateService" => op!(world, ctx, body, service::update),
+        "DeleteService" => op!(world, ctx, body, service::delete),
+        "DescribeServices" => op!(world, ctx, body, service::describe),
+        "ListServices" => op!(world, ctx, body, service::list),
         "RunTask" => op!(world, ctx, body, task::run),
         "StartTask" => op!(world, ctx, body, task::start),
         "StopTask" => op!(world, ctx, body, task::stop),

@@ -15,6 +15,8 @@ pub mod ecs;
 pub mod pagination;
 pub mod placement;
 pub mod query;
+pub mod service;
+pub mod service_plan;
 pub mod state;
 pub mod tags;
 pub mod task;

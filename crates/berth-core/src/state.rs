@@ -36,15 +36,18 @@ pub enum Kind {
     ContainerInstance,
     /// A task ([`TaskRecord`]).
     Task,
+    /// A service (`service::ServiceRecord`).
+    Service,
 }
 
 impl Kind {
     /// Every kind, in load order (a kind may refer to kinds before it).
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Cluster,
         Kind::TaskDefinition,
         Kind::ContainerInstance,
         Kind::Task,
+        Kind::Service,
     ];
 
     /// Stable name used as the table/record type in every store.
@@ -54,6 +57,7 @@ impl Kind {
             Kind::TaskDefinition => "task_definition",
             Kind::ContainerInstance => "container_instance",
             Kind::Task => "task",
+            Kind::Service => "service",
         }
     }
 
@@ -274,6 +278,8 @@ pub struct Partition {
     pub tasks: BTreeMap<String, TaskRecord>,
     /// Agent connections by instance id (in memory only).
     pub liveness: BTreeMap<String, Liveness>,
+    /// Services by `cluster/name`.
+    pub services: BTreeMap<String, crate::service::ServiceRecord>,
 }
 
 /// Everything Berth knows.
@@ -339,6 +345,11 @@ impl World {
                     )
                     .to_string();
                     p.instances.insert(id, rec);
+                }
+                Kind::Service => {
+                    let rec: crate::service::ServiceRecord =
+                        serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
+                    p.services.insert(crate::service::map_key(&rec), rec);
                 }
                 Kind::Task => {
                     let rec: TaskRecord =

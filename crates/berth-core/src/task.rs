@@ -205,7 +205,7 @@ fn validate_overrides(td: &ecs::TaskDefinition, o: &TaskOverride) -> Result<(), 
     Ok(())
 }
 
-fn validate_network(
+pub(crate) fn validate_network(
     td: &ecs::TaskDefinition,
     nc: Option<&ecs::NetworkConfiguration>,
 ) -> Result<(), EcsError> {
@@ -230,19 +230,19 @@ fn validate_network(
 }
 
 /// Everything RunTask and StartTask share once the instance is chosen.
-struct NewTask<'a> {
-    cluster: &'a str,
-    td: &'a TaskDefinitionRecord,
-    overrides: TaskOverride,
-    launch_type: LaunchType,
-    started_by: Option<String>,
-    group: String,
-    tags: Vec<ecs::Tag>,
-    client_token: Option<String>,
-    reservation: Reservation,
+pub(crate) struct NewTask<'a> {
+    pub(crate) cluster: &'a str,
+    pub(crate) td: &'a TaskDefinitionRecord,
+    pub(crate) overrides: TaskOverride,
+    pub(crate) launch_type: LaunchType,
+    pub(crate) started_by: Option<String>,
+    pub(crate) group: String,
+    pub(crate) tags: Vec<ecs::Tag>,
+    pub(crate) client_token: Option<String>,
+    pub(crate) reservation: Reservation,
 }
 
-fn create_task(
+pub(crate) fn create_task(
     p: &mut Partition,
     ctx: &mut Ctx<'_>,
     n: &NewTask<'_>,
@@ -338,7 +338,7 @@ fn create_task(
     task
 }
 
-fn candidates(
+pub(crate) fn candidates(
     p: &Partition,
     ctx: &Ctx<'_>,
     cluster_name: &str,
@@ -404,7 +404,7 @@ fn candidates(
     Ok((out, distinct))
 }
 
-fn resolve_launch_type(
+pub(crate) fn resolve_launch_type(
     td: &ecs::TaskDefinition,
     requested: Option<LaunchType>,
 ) -> Result<LaunchType, EcsError> {

@@ -163,12 +163,60 @@ impl Running {
     ) -> std::io::Result<()> {
         let app = http::router(self.shared.clone());
         let sweeper = tokio::spawn(sweep_stopped_tasks(self.shared.clone()));
+        let scheduler = tokio::spawn(schedule_services(self.shared.clone()));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
+        scheduler.abort();
         self.shared.commits.close();
         result
+    }
+}
+
+/// How often the service scheduler runs without being woken (it also runs on every change).
+const SCHEDULER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The service scheduler: reconcile every service whenever something changes, and at least
+/// every [`SCHEDULER_INTERVAL`] (health grace periods and throttling delays expire by time).
+async fn schedule_services(shared: Arc<Shared>) {
+    let mut wake = shared.wakeups.subscribe();
+    loop {
+        tokio::select! {
+            _ = wake.changed() => {}
+            () = tokio::time::sleep(SCHEDULER_INTERVAL) => {}
+        }
+        wake.borrow_and_update();
+        let wait = {
+            let mut guard = shared
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Inner { world, rng } = &mut *guard;
+            let keys: Vec<PartitionKey> = world
+                .partitions
+                .iter()
+                .filter(|(_, p)| !p.services.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut all = Vec::new();
+            let mut woke = false;
+            for key in keys {
+                let mut ctx = Ctx::new(now_ms(), key.clone(), "ecs-scheduler", rng);
+                berth_core::service::reconcile(world.partition(&key), &mut ctx);
+                all.append(&mut ctx.mutations);
+                woke |= !ctx.woken.is_empty();
+            }
+            if woke {
+                shared.wakeups.send_modify(|v| *v = v.wrapping_add(1));
+                // Our own wake-up is not news to us.
+                wake.borrow_and_update();
+            }
+            (!all.is_empty()).then(|| shared.commits.submit(all))
+        };
+        if let Some(w) = wait {
+            let _ = w.await;
+        }
     }
 }
 
