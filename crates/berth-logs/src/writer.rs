@@ -1,0 +1,272 @@
+//! The writer: one thread owns the write connection and runs queued jobs in groups, one
+//! transaction (one fsync) per group, each job in its own savepoint so that a refused job
+//! leaves no trace while the others commit. A job is answered only after its group is
+//! durable. After a group it enforces the storage cap (oldest events first).
+
+use crate::LogsError;
+use rusqlite::{Connection, params};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::mpsc;
+
+/// What a job may tell the writer besides its result.
+#[derive(Debug, Default)]
+pub(crate) struct WriteCtx {
+    /// Bytes of event messages the job added (negative: removed).
+    pub(crate) bytes_delta: i64,
+}
+
+type Done = Box<dyn FnOnce(Result<(), LogsError>) + Send>;
+/// A job runs with the connection, or is told (`None`) that it cannot run at all.
+type Job = Box<dyn FnOnce(Option<&Connection>, &mut WriteCtx) -> (bool, Done) + Send>;
+
+/// Most jobs committed in one transaction.
+const MAX_GROUP: usize = 512;
+/// Events removed per transaction when evicting or sweeping.
+pub(crate) const DELETE_CHUNK: i64 = 5_000;
+
+/// Handle to the writer thread.
+pub(crate) struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Start the writer over `conn`; `cap` bounds the stored message bytes.
+    pub(crate) fn spawn(conn: Connection, cap: Option<u64>) -> Result<Writer, LogsError> {
+        let mut total = stored_total(&conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("berth-logs-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(more) => jobs.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    run_group(&conn, jobs, &mut total);
+                    if let Some(cap) = cap.and_then(|c| i64::try_from(c).ok())
+                        && total > cap
+                    {
+                        evict(&conn, &mut total, cap);
+                    }
+                }
+            })
+            .map_err(|e| LogsError::Unavailable(format!("cannot start the logs writer: {e}")))?;
+        Ok(Writer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Run `f` on the writer and wait until its changes are durable (or refused).
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut WriteCtx) -> Result<T, LogsError> + Send + 'static,
+    ) -> Result<T, LogsError> {
+        let (reply, wait) = mpsc::sync_channel::<Result<T, LogsError>>(1);
+        let job: Job = Box::new(move |conn, ctx| {
+            let result = match conn {
+                Some(conn) => f(conn, ctx),
+                None => Err(LogsError::Unavailable("the log store cannot write".into())),
+            };
+            let ok = result.is_ok();
+            let done: Done = Box::new(move |committed| {
+                let _ = reply.send(committed.and(result));
+            });
+            (ok, done)
+        });
+        {
+            let guard = self
+                .tx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(tx) = guard.as_ref() else {
+                return Err(shutting_down());
+            };
+            tx.send(job).map_err(|_| shutting_down())?;
+        }
+        wait.recv().map_err(|_| shutting_down())?
+    }
+
+    /// Stop accepting jobs, let the writer finish what is queued, and wait for it.
+    pub(crate) fn close(&self) {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+fn shutting_down() -> LogsError {
+    LogsError::Unavailable("the log store is shutting down".into())
+}
+
+/// Message bytes held on disk: live groups plus deleted streams not yet purged.
+pub(crate) fn stored_total(conn: &Connection) -> Result<i64, LogsError> {
+    let total: f64 = conn.query_row(
+        "SELECT (SELECT total(stored_bytes) FROM groups) + (SELECT total(bytes) FROM doomed_streams)",
+        [],
+        |r| r.get(0),
+    )?;
+    // Totals are sums of i64 byte counts; f64 is exact far beyond any disk.
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(total as i64)
+}
+
+fn run_group(conn: &Connection, jobs: Vec<Job>, total: &mut i64) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = LogsError::from(e);
+        tracing::error!(error = %err, "cannot begin a logs transaction");
+        for job in jobs {
+            let (_, done) = job(None, &mut WriteCtx::default());
+            done(Err(err.clone()));
+        }
+        return;
+    }
+    let mut dones = Vec::with_capacity(jobs.len());
+    let mut delta = 0i64;
+    let mut failed: Option<LogsError> = None;
+    for job in jobs {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            failed.get_or_insert(e.into());
+        }
+        let mut ctx = WriteCtx::default();
+        let (ok, done) = job(Some(conn), &mut ctx);
+        let end = if ok {
+            delta += ctx.bytes_delta;
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = end {
+            failed.get_or_insert(e.into());
+        }
+        dones.push(done);
+    }
+    let committed = match failed {
+        Some(e) => Err(e),
+        None => conn.execute_batch("COMMIT").map_err(LogsError::from),
+    };
+    match &committed {
+        Ok(()) => *total += delta,
+        Err(e) => {
+            tracing::error!(error = %e, "a logs commit failed; the requests in it are refused");
+            let _ = conn.execute_batch("ROLLBACK");
+            if let Ok(t) = stored_total(conn) {
+                *total = t;
+            }
+        }
+    }
+    for done in dones {
+        done(committed.clone());
+    }
+}
+
+/// Remove events and keep the byte counts of their streams, groups and doomed streams
+/// right. `rows` are (group id, stream id, bytes) of removed events. Returns the bytes.
+pub(crate) fn account_removed(
+    conn: &Connection,
+    rows: &[(i64, i64, i64)],
+) -> Result<i64, LogsError> {
+    let mut per_stream: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for &(g, s, b) in rows {
+        *per_stream.entry((g, s)).or_default() += b;
+    }
+    let mut stream = conn.prepare_cached(
+        "UPDATE streams SET stored_bytes = max(0, stored_bytes - ?2) WHERE id = ?1",
+    )?;
+    let mut group = conn.prepare_cached(
+        "UPDATE groups SET stored_bytes = max(0, stored_bytes - ?2) WHERE id = ?1",
+    )?;
+    let mut doomed = conn.prepare_cached(
+        "UPDATE doomed_streams SET bytes = max(0, bytes - ?2) WHERE stream_id = ?1",
+    )?;
+    let mut removed = 0;
+    for ((g, s), b) in per_stream {
+        removed += b;
+        if stream.execute(params![s, b])? > 0 {
+            group.execute(params![g, b])?;
+        } else {
+            doomed.execute(params![s, b])?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Delete with `sql` (a `DELETE ... RETURNING group_id, stream_id, bytes`) and account.
+pub(crate) fn delete_returning(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<(usize, i64), LogsError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows: Vec<(i64, i64, i64)> = stmt
+        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let bytes = account_removed(conn, &rows)?;
+    Ok((rows.len(), bytes))
+}
+
+/// Over the cap: drop the oldest events (by ingestion) until 90% of the cap remains.
+fn evict(conn: &Connection, total: &mut i64, cap: i64) {
+    let target = cap - cap / 10;
+    let mut evicted = 0i64;
+    while *total > target {
+        let step = (|| -> Result<(usize, i64), LogsError> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let r = delete_returning(
+                conn,
+                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)
+                 RETURNING group_id, stream_id, length(CAST(message AS BLOB))",
+                params![DELETE_CHUNK],
+            );
+            match r {
+                Ok(v) => {
+                    conn.execute_batch("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })();
+        match step {
+            Ok((0, _)) => {
+                // Nothing left to evict: the counts drifted; trust the database.
+                if let Ok(t) = stored_total(conn) {
+                    *total = t;
+                }
+                break;
+            }
+            Ok((_, bytes)) => {
+                *total -= bytes;
+                evicted += bytes;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "evicting old log events failed");
+                break;
+            }
+        }
+    }
+    if evicted > 0 {
+        tracing::info!(
+            bytes = evicted,
+            cap,
+            "log storage over its cap: evicted the oldest events"
+        );
+        let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+    }
+}
