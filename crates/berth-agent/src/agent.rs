@@ -275,10 +275,17 @@ pub async fn run<C: ControlPlane>(
                 version = resp.desired.version;
                 engine.apply(&resp.desired);
             }
-            Err(TransportError::Agent(
-                AgentError::Deregistered(_) | AgentError::Unauthorized(_),
-            )) => {
-                tracing::warn!("this instance was deregistered; registering anew");
+            Err(TransportError::Agent(AgentError::Deregistered(arn))) => {
+                // As ECS's agent does: a deregistered instance's agent stops. Restarting it
+                // registers a new container instance.
+                tracing::error!(instance = %arn, "this container instance was deregistered; the agent stops (start it again to join as a new instance)");
+                let _ = std::fs::remove_file(&identity_path);
+                return Ok(());
+            }
+            Err(TransportError::Agent(AgentError::Unauthorized(_))) => {
+                tracing::warn!(
+                    "the server no longer knows this instance (was its state reset?); registering anew"
+                );
                 let _ = std::fs::remove_file(&identity_path);
                 let again = tokio::select! {
                     r = register(&cp, &config, &identity_path) => r?,

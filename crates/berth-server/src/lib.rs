@@ -6,14 +6,20 @@
 //! shapes in `berth-api`. What it owns is I/O: sockets, the data directory and its lock,
 //! the commit pipeline (group commit on one writer thread), the clock and shutdown.
 
+mod auth;
 mod commit;
+pub mod credentials;
 mod data_dir;
 mod gateway;
 mod http;
 pub mod limits;
+mod logs;
+pub mod sigv4;
 
+pub use auth::Auth;
 pub use data_dir::DataDir;
 pub use gateway::Gateway;
+pub use logs::LogsConfig;
 
 use berth_core::state::{Ctx, World};
 use berth_core::{PartitionKey, cluster};
@@ -32,7 +38,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the database and lock file live.
     pub data_dir: PathBuf,
-    /// Account id for requests (until credentials map keys to accounts).
+    /// Account id of requests whose credential names none (and of the agents' resources).
     pub account_id: String,
     /// Region for requests that carry none in their signature.
     pub region: String,
@@ -45,6 +51,10 @@ pub struct Config {
     pub agent_token: String,
     /// How long STOPPED tasks stay describable.
     pub task_retention_ms: i64,
+    /// Log storage bounds and sweeping.
+    pub logs: LogsConfig,
+    /// How API requests are authenticated.
+    pub auth: Auth,
 }
 
 /// Why the server could not start.
@@ -56,6 +66,9 @@ pub enum StartError {
     /// The store could not be opened or read.
     #[error("cannot open the store: {0}")]
     Store(#[from] berth_store::StoreError),
+    /// The log store could not be opened.
+    #[error("cannot open the log store: {0}")]
+    Logs(#[from] berth_logs::LogsError),
     /// The stored records could not be understood.
     #[error("cannot load the stored state: {0}")]
     Load(#[from] berth_core::state::LoadError),
@@ -72,6 +85,10 @@ pub enum StartError {
 /// State shared by every request.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// CloudWatch Logs: its own database and writer, never under the world lock.
+    pub(crate) logs: berth_logs::Logs,
+    /// Poked to sweep logs now (a retention policy changed).
+    pub(crate) logs_sweep: tokio::sync::Notify,
     /// The world and the RNG that names new resources; one lock so that the order in which
     /// changes are applied is the order in which they are queued for commit.
     pub(crate) inner: Mutex<Inner>,
@@ -132,8 +149,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
     let commits = commit::CommitQueue::spawn(store);
+    let logs = berth_logs::Logs::open(&berth_logs::Config {
+        path: dir.path().join("logs.db"),
+        max_stored_bytes: config.logs.max_stored_bytes,
+    })?;
     let shared = Arc::new(Shared {
         config: config.clone(),
+        logs,
+        logs_sweep: tokio::sync::Notify::new(),
         inner: Mutex::new(Inner { world, rng }),
         commits,
         wakeups: tokio::sync::watch::channel(0).0,
@@ -163,13 +186,16 @@ impl Running {
     ) -> std::io::Result<()> {
         let app = http::router(self.shared.clone());
         let sweeper = tokio::spawn(sweep_stopped_tasks(self.shared.clone()));
+        let log_sweeper = tokio::spawn(logs::sweep(self.shared.clone()));
         let scheduler = tokio::spawn(schedule_services(self.shared.clone()));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
+        log_sweeper.abort();
         scheduler.abort();
         self.shared.commits.close();
+        self.shared.logs.close();
         result
     }
 }
@@ -222,7 +248,11 @@ async fn schedule_services(shared: Arc<Shared>) {
 
 /// Forget STOPPED tasks past their retention, once a minute (and once at start).
 async fn sweep_stopped_tasks(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    // Sweep a few times per retention period (at most once a second, at least once a minute).
+    let every_ms = (shared.config.task_retention_ms / 4).clamp(1_000, 60_000);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+        u64::try_from(every_ms).unwrap_or(60_000),
+    ));
     loop {
         tick.tick().await;
         let wait = {
