@@ -176,3 +176,75 @@ pub enum AgentError {
     #[error("unavailable: {0}")]
     Unavailable(String),
 }
+
+/// An agent ships container output (the `awslogs` log driver), on a path of its own so that
+/// a log flood never delays task-state syncs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutLogsRequest {
+    /// The instance.
+    pub container_instance_arn: String,
+    /// Its credential.
+    pub instance_token: String,
+    /// Names this agent process; with each batch's `seq` it makes a resent batch idempotent.
+    pub producer: String,
+    /// Events, one batch per log stream.
+    pub batches: Vec<LogBatch>,
+}
+
+/// Events for one log stream, in capture order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBatch {
+    /// Region of the log group (`awslogs-region`); the instance's when absent.
+    pub region: Option<String>,
+    /// Log group (`awslogs-group`); must exist.
+    pub group: String,
+    /// Log stream (created when missing).
+    pub stream: String,
+    /// Increases by one per batch of this stream from this producer; a batch whose number
+    /// the server already stored is acknowledged without being stored again.
+    pub seq: u64,
+    /// The events.
+    pub events: Vec<LogLine>,
+}
+
+/// One log event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Capture time, ms since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The line (or joined lines of a multi-line event).
+    pub message: String,
+}
+
+/// The server's answer to [`PutLogsRequest`]: every batch is durable or refused for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutLogsResponse {
+    /// Per batch, in request order: `None` when stored, else why it never will be (e.g. the
+    /// group was deleted), as `Exception: message`.
+    pub refused: Vec<Option<String>>,
+}
+
+/// Before starting an `awslogs` container: make sure its log group exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsureLogGroupRequest {
+    /// The instance.
+    pub container_instance_arn: String,
+    /// Its credential.
+    pub instance_token: String,
+    /// Region of the log group; the instance's when absent.
+    pub region: Option<String>,
+    /// The log group.
+    pub group: String,
+    /// Create it when missing (`awslogs-create-group: "true"`).
+    pub create: bool,
+    /// Streams to create now (those whose names are known before the container starts).
+    pub streams: Vec<String>,
+}
+
+/// The answer to [`EnsureLogGroupRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsureLogGroupResponse {
+    /// Why the group cannot be used (`ResourceNotFoundException: The specified log group
+    /// does not exist.`), or `None` when it is ready.
+    pub error: Option<String>,
+}

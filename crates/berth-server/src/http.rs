@@ -18,7 +18,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/", post(api))
         .route("/healthz", get(healthz))
         .route("/_berth/agent/v1/register", post(agent_register))
-        .route("/_berth/agent/v1/sync", post(agent_sync));
+        .route("/_berth/agent/v1/sync", post(agent_sync))
+        .route("/_berth/agent/v1/logs", post(agent_logs))
+        .route(
+            "/_berth/agent/v1/logs/ensure-group",
+            post(agent_ensure_log_group),
+        );
     if shared.config.allow_reset {
         app = app.route("/_berth/reset", post(reset));
     }
@@ -75,6 +80,22 @@ async fn agent_sync(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Re
     let gw = crate::Gateway { shared };
     match agent_body::<SyncRequest>(req).await {
         Ok(r) => agent_json(gw.sync(r).await),
+        Err(e) => agent_error(&e),
+    }
+}
+
+async fn agent_logs(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    let gw = crate::Gateway { shared };
+    match agent_body::<berth_core::agent_protocol::PutLogsRequest>(req).await {
+        Ok(r) => agent_json(gw.put_logs(r).await),
+        Err(e) => agent_error(&e),
+    }
+}
+
+async fn agent_ensure_log_group(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    let gw = crate::Gateway { shared };
+    match agent_body::<berth_core::agent_protocol::EnsureLogGroupRequest>(req).await {
+        Ok(r) => agent_json(gw.ensure_log_group(r).await),
         Err(e) => agent_error(&e),
     }
 }
@@ -186,6 +207,9 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
         account: shared.config.account_id.clone(),
         region,
     };
+    if target.service == Service::Logs {
+        return crate::logs::api(shared, partition, target.operation, body).await;
+    }
 
     let (result, wait) = {
         let mut guard = shared

@@ -78,6 +78,13 @@ struct CommonArgs {
     /// Seconds STOPPED tasks stay describable.
     #[arg(long, default_value_t = 3600)]
     task_retention_secs: i64,
+    /// Upper bound on stored log messages, in MiB; past it the oldest events are evicted
+    /// [default: no bound beyond retention policies].
+    #[arg(long, value_name = "MIB", env = "BERTH_LOGS_MAX_MIB")]
+    logs_max_mib: Option<u64>,
+    /// Seconds between sweeps that enforce log retention policies and free deleted streams.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    logs_sweep_interval_secs: u64,
 }
 
 #[derive(Args, Debug)]
@@ -252,6 +259,10 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
         create_default_cluster: all_in_one,
         agent_token: token.clone(),
         task_retention_ms: common.task_retention_secs.saturating_mul(1000),
+        logs: berth_server::LogsConfig {
+            max_stored_bytes: common.logs_max_mib.map(|m| m.saturating_mul(1024 * 1024)),
+            sweep_interval_ms: common.logs_sweep_interval_secs.saturating_mul(1000),
+        },
     };
     let running = berth_server::start(config).await?;
     let endpoint = format!("http://{}", running.local_addr);
