@@ -735,7 +735,7 @@ pub fn reconcile(p: &mut Partition, ctx: &mut Ctx<'_>) -> bool {
     ctx.mutations.len() != before
 }
 
-fn task_views(p: &Partition, rec: &ServiceRecord) -> Vec<TaskView> {
+fn task_views(p: &Partition, rec: &ServiceRecord, now_ms: i64) -> Vec<TaskView> {
     let group = format!("service:{}", rec.name());
     p.tasks
         .iter()
@@ -776,6 +776,13 @@ fn task_views(p: &Partition, rec: &ServiceRecord) -> Vec<TaskView> {
                 stopped_at_ms: t.stopped_at_ms,
                 failed,
                 instance: t.instance_id.clone(),
+                lost: !t.is_stopped()
+                    && t.instance_id.as_ref().is_some_and(|i| {
+                        p.instances
+                            .get(i)
+                            .is_some_and(|r| r.instance.status.as_deref() != Some("INACTIVE"))
+                            && !container_instance::connected(p, i, now_ms)
+                    }),
             }
         })
         .collect()
@@ -812,7 +819,7 @@ fn reconcile_one(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str) {
     let Some(rec) = p.services.get(k).cloned() else {
         return;
     };
-    let tasks = task_views(p, &rec);
+    let tasks = task_views(p, &rec, ctx.now_ms);
     let draining = rec.status() == "DRAINING";
     if draining && tasks.iter().all(|t| t.stopped) {
         if let Some(r) = p.services.get_mut(k) {

@@ -39,6 +39,8 @@ pub struct TaskView {
     pub failed: bool,
     /// The instance it runs on (for DAEMON services).
     pub instance: Option<String>,
+    /// Its instance's agent has stopped talking to the server: the task is presumed lost.
+    pub lost: bool,
 }
 
 /// One deployment as the planner sees it.
@@ -262,9 +264,19 @@ pub fn plan(
         return out;
     }
 
-    // Health: replace essential-unhealthy tasks past the grace period.
+    // Tasks on an instance whose agent is gone are replaced elsewhere; the agent, if it comes
+    // back, stops them when it sees their desired status.
     let mut stopping: Vec<&str> = Vec::new();
-    for t in tasks.iter().filter(live) {
+    for t in tasks.iter().filter(live).filter(|t| t.lost) {
+        out.push(Action::Stop {
+            task: t.id.clone(),
+            reason: "Task stopped because the agent of its container instance is disconnected"
+                .into(),
+        });
+        stopping.push(&t.id);
+    }
+    // Health: replace essential-unhealthy tasks past the grace period.
+    for t in tasks.iter().filter(live).filter(|t| !t.lost) {
         let past_grace = t.started_at_ms.is_none_or(|st| now_ms - st >= s.grace_ms);
         if t.unhealthy && past_grace {
             out.push(Action::Stop {
@@ -487,6 +499,7 @@ mod tests {
             stopped_at_ms: None,
             failed: false,
             instance: None,
+            lost: false,
         }
     }
 
@@ -550,6 +563,29 @@ mod tests {
             a.iter().any(
                 |x| matches!(x, Action::Event(e) if e.contains("unable to stop or start tasks"))
             ),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn tasks_on_a_lost_instance_are_replaced() {
+        let mut lost = task("a", "d1", true);
+        lost.lost = true;
+        let tasks = vec![lost, task("b", "d1", true)];
+        let mut d = dep("d1", true);
+        d.rollout = Rollout::Completed;
+        let a = plan(&svc(2, 200, 100), &[d], &tasks, 0);
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::Stop { task, .. } if task == "a")),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&Action::Launch {
+                deployment: "d1".into(),
+                count: 1,
+                instance: None
+            }),
             "{a:?}"
         );
     }

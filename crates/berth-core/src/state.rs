@@ -370,6 +370,18 @@ impl World {
         Ok(world)
     }
 
+    /// After a (re)start nobody has heard from any agent yet: treat every registered instance
+    /// as seen at `now_ms`, so that its agent has the usual timeout to reconnect before its
+    /// tasks are presumed lost (a server restart must not replace running service tasks).
+    pub fn assume_agents_alive(&mut self, now_ms: i64) {
+        for p in self.partitions.values_mut() {
+            let ids: Vec<String> = p.instances.keys().cloned().collect();
+            for id in ids {
+                p.liveness.entry(id).or_default().last_seen_ms = now_ms;
+            }
+        }
+    }
+
     /// Forget everything (the `/_berth/reset` endpoint); the caller wipes the store.
     pub fn reset(&mut self) {
         self.partitions.clear();

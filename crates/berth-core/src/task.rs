@@ -871,9 +871,19 @@ pub fn describe(
     for r in refs {
         match find_task_id(p, ctx, &cluster_name, &r) {
             Some(id) => {
-                let mut t = p.tasks[&id].task.clone();
+                let rec = &p.tasks[&id];
+                let mut t = rec.task.clone();
                 if !with_tags {
                     t.tags = None;
+                }
+                // ECS reports a task whose agent it cannot reach as DISCONNECTED.
+                let reachable = rec.is_stopped()
+                    || rec
+                        .instance_id
+                        .as_ref()
+                        .is_none_or(|i| container_instance::connected(p, i, ctx.now_ms));
+                if !reachable {
+                    t.connectivity = Some(ecs::Connectivity::Disconnected);
                 }
                 tasks.push(t);
             }

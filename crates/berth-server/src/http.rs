@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_api::{ApiError, Service, Target};
-use berth_core::PartitionKey;
 use berth_core::agent_protocol::{AgentError, RegisterRequest, SyncRequest};
 use berth_core::state::Ctx;
 use std::sync::Arc;
@@ -195,20 +194,16 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
     let body: Bytes = axum::body::to_bytes(body, limits::MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::too_large(limits::MAX_BODY_BYTES))?;
+    let caller = crate::auth::authenticate(&shared.config, &parts, &body)?;
     let target = Target::parse(
         parts
             .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok()),
     )?;
-    let region =
-        region_from_authorization(&parts.headers).unwrap_or_else(|| shared.config.region.clone());
-    let partition = PartitionKey {
-        account: shared.config.account_id.clone(),
-        region,
-    };
+    caller.check_service(target.service)?;
     if target.service == Service::Logs {
-        return crate::logs::api(shared, partition, target.operation, body).await;
+        return crate::logs::api(shared, caller.partition, target.operation, body).await;
     }
 
     let (result, wait) = {
@@ -217,7 +212,7 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Inner { world, rng } = &mut *guard;
-        let mut ctx = Ctx::new(now_ms(), partition, "root", rng);
+        let mut ctx = Ctx::new(now_ms(), caller.partition, &caller.principal, rng);
         let result = match target.service {
             Service::Ecs => berth_core::ecs::handle(world, &mut ctx, target.operation, &body),
             other => Err(ApiError::not_implemented(other, target.operation)),

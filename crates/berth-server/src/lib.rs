@@ -121,6 +121,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let dir = DataDir::open(&config.data_dir)?;
     let mut store = SqliteStore::open(&dir.database_path())?;
     let mut world = World::load(store.load()?)?;
+    world.assume_agents_alive(now_ms());
     let mut rng = StdRng::from_os_rng();
     let mut created_default_cluster = false;
     if config.create_default_cluster {

@@ -1,6 +1,8 @@
 //! The `berth` binary: wires the server (and, with `up`, a local agent) together.
 
 use anyhow::{Context, Result};
+use berth_server::Auth;
+use berth_server::credentials::{Credentials, DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,6 +87,15 @@ struct CommonArgs {
     /// Seconds between sweeps that enforce log retention policies and free deleted streams.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     logs_sweep_interval_secs: u64,
+    /// The keys Berth accepts, in the AWS shared-credentials format: `[name]` sections with
+    /// aws_access_key_id, aws_secret_access_key, optional aws_session_token and account_id.
+    /// Every API request must then be signed (SigV4) with one of them.
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// Also accept the public development pair test/test (`berth up` on loopback always
+    /// does when given --credentials).
+    #[arg(long)]
+    allow_dev_credentials: bool,
 }
 
 #[derive(Args, Debug)]
@@ -249,6 +260,22 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
             "--runtime docker: the Docker runtime is not implemented in this version of Berth yet; use --runtime process"
         );
     }
+    let credentials = match &common.credentials {
+        Some(path) => Some(load_credentials(path)?),
+        None => None,
+    };
+    let auth = auth_mode(
+        credentials,
+        all_in_one,
+        common.allow_dev_credentials,
+        common.listen,
+    )?;
+    if !common.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %common.listen,
+            "the API is served beyond loopback over plain HTTP (TLS is not available yet): SigV4 keeps secrets off the wire, but requests and responses can be read, and replayed within the 15-minute signature window, by anyone on the path"
+        );
+    }
     let token = agent_token(&data_dir, common.agent_token.clone())?;
     let config = berth_server::Config {
         listen: common.listen,
@@ -263,10 +290,13 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
             max_stored_bytes: common.logs_max_mib.map(|m| m.saturating_mul(1024 * 1024)),
             sweep_interval_ms: common.logs_sweep_interval_secs.saturating_mul(1000),
         },
+        auth: auth.clone(),
     };
     let running = berth_server::start(config).await?;
     let endpoint = format!("http://{}", running.local_addr);
-    print_banner(&endpoint, &running, &common, all_in_one, runtime, &token);
+    print_banner(
+        &endpoint, &running, &common, all_in_one, runtime, &token, &auth,
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = if all_in_one {
         let config = berth_agent::agent::AgentConfig {
@@ -303,7 +333,67 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
     Ok(())
 }
 
-#[allow(clippy::print_stdout)]
+/// Read a credentials file (and warn when others may read it).
+fn load_credentials(path: &std::path::Path) -> Result<Credentials> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the credentials file {}", path.display()))?;
+    let (credentials, skipped) = Credentials::parse(&text)
+        .with_context(|| format!("in the credentials file {}", path.display()))?;
+    for name in skipped {
+        tracing::info!(section = %name, "credentials: skipping a section without keys");
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "the credentials file is readable by other users; chmod 600 it"
+            );
+        }
+    }
+    Ok(credentials)
+}
+
+/// How API requests are authenticated, from the flags:
+/// - `--credentials FILE`: SigV4 with the file's keys, plus the development pair for
+///   `berth up` on loopback or with `--allow-dev-credentials`. A file that holds nothing
+///   but the development pair needs the same.
+/// - no file, `--allow-dev-credentials`: SigV4 with the development pair alone.
+/// - no file, on loopback: not authenticated (a local development server).
+/// - no file, beyond loopback: refused, because anyone could run anything.
+fn auth_mode(
+    credentials: Option<Credentials>,
+    all_in_one: bool,
+    allow_dev: bool,
+    listen: SocketAddr,
+) -> Result<Auth> {
+    let loopback = listen.ip().is_loopback();
+    let dev_ok = allow_dev || (all_in_one && loopback);
+    match credentials {
+        Some(mut c) => {
+            if c.only_dev_pair() && !dev_ok {
+                anyhow::bail!(
+                    "the credentials file holds only the public development pair (test/test), which anyone can sign with; add real keys, or pass --allow-dev-credentials to run with it anyway"
+                );
+            }
+            if dev_ok {
+                c.add_dev_pair();
+            }
+            Ok(Auth::SigV4(c))
+        }
+        None if allow_dev => {
+            let mut c = Credentials::default();
+            c.add_dev_pair();
+            Ok(Auth::SigV4(c))
+        }
+        None if loopback => Ok(Auth::Unauthenticated),
+        None => anyhow::bail!(
+            "refusing to serve the API on {listen}, beyond loopback, without --credentials FILE: anyone who can reach it could run anything (--allow-dev-credentials accepts the public test/test pair instead)"
+        ),
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::too_many_arguments)]
 fn print_banner(
     endpoint: &str,
     running: &berth_server::Running,
@@ -311,6 +401,7 @@ fn print_banner(
     all_in_one: bool,
     runtime: Option<Runtime>,
     token: &str,
+    auth: &Auth,
 ) {
     use std::io::Write;
     // A closed stdout (e.g. a parent that stopped reading) must not take Berth down.
@@ -341,11 +432,47 @@ fn print_banner(
     if running.created_default_cluster {
         let _ = writeln!(out, "  created the 'default' cluster");
     }
+    let dev_pair = match auth {
+        Auth::Unauthenticated => {
+            let _ = writeln!(
+                out,
+                "  requests are not authenticated (no --credentials; loopback only)"
+            );
+            true
+        }
+        Auth::SigV4(c) => {
+            let dev = c.get(DEV_ACCESS_KEY_ID).is_some_and(|d| d.is_dev_pair());
+            let keys = c.iter().filter(|k| !k.is_dev_pair()).count();
+            let mut line = format!("  requests must be signed (SigV4) with one of {keys} key(s)");
+            if let Some(path) = &common.credentials {
+                line.push_str(&format!(" from {}", path.display()));
+            }
+            if dev {
+                line.push_str(" or the development pair test/test");
+            }
+            let _ = writeln!(out, "{line}");
+            dev
+        }
+    };
     let _ = writeln!(out);
     let _ = writeln!(out, "Use it from this shell with:");
     let _ = writeln!(out, "  export AWS_ENDPOINT_URL={endpoint}");
-    let _ = writeln!(out, "  export AWS_ACCESS_KEY_ID=test");
-    let _ = writeln!(out, "  export AWS_SECRET_ACCESS_KEY=test");
+    match (&common.credentials, dev_pair) {
+        (Some(path), false) => {
+            let _ = writeln!(
+                out,
+                "  export AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=<a section of it>",
+                path.display()
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "  export AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY_ID}");
+            let _ = writeln!(
+                out,
+                "  export AWS_SECRET_ACCESS_KEY={DEV_SECRET_ACCESS_KEY}"
+            );
+        }
+    }
     let _ = writeln!(out, "  export AWS_DEFAULT_REGION={}", common.region);
     let _ = writeln!(out, "then e.g.: aws ecs list-clusters");
     let _ = out.flush();
@@ -368,4 +495,68 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn file(text: &str) -> Credentials {
+        Credentials::parse(text).unwrap().0
+    }
+
+    const ALICE: &str = "[alice]\naws_access_key_id = AKIAALICE\naws_secret_access_key = s\n";
+    const DEV: &str = "[dev]\naws_access_key_id = test\naws_secret_access_key = test\n";
+
+    fn keys(auth: &Auth) -> Option<Vec<String>> {
+        match auth {
+            Auth::SigV4(c) => Some(c.iter().map(|k| k.access_key_id.clone()).collect()),
+            Auth::Unauthenticated => None,
+        }
+    }
+
+    #[test]
+    fn up_on_loopback_adds_the_dev_pair_to_a_file() {
+        let a = auth_mode(Some(file(ALICE)), true, false, addr("127.0.0.1:7400")).unwrap();
+        assert_eq!(keys(&a), Some(vec!["AKIAALICE".into(), "test".into()]));
+        let a = auth_mode(Some(file(ALICE)), true, false, addr("0.0.0.0:7400")).unwrap();
+        assert_eq!(keys(&a), Some(vec!["AKIAALICE".into()]));
+        let a = auth_mode(Some(file(ALICE)), false, false, addr("127.0.0.1:7400")).unwrap();
+        assert_eq!(
+            keys(&a),
+            Some(vec!["AKIAALICE".into()]),
+            "server: not implied"
+        );
+        let a = auth_mode(Some(file(ALICE)), false, true, addr("10.1.2.3:7400")).unwrap();
+        assert_eq!(keys(&a), Some(vec!["AKIAALICE".into(), "test".into()]));
+    }
+
+    #[test]
+    fn the_dev_pair_alone_needs_to_be_allowed() {
+        let e = auth_mode(Some(file(DEV)), false, false, addr("127.0.0.1:7400")).unwrap_err();
+        assert!(e.to_string().contains("--allow-dev-credentials"), "{e}");
+        let e = auth_mode(Some(file(DEV)), true, false, addr("0.0.0.0:7400")).unwrap_err();
+        assert!(e.to_string().contains("development pair"), "{e}");
+        assert!(auth_mode(Some(file(DEV)), false, true, addr("0.0.0.0:7400")).is_ok());
+        assert!(auth_mode(Some(file(DEV)), true, false, addr("127.0.0.1:7400")).is_ok());
+        let a = auth_mode(None, false, true, addr("0.0.0.0:7400")).unwrap();
+        assert_eq!(keys(&a), Some(vec!["test".into()]));
+    }
+
+    #[test]
+    fn without_credentials_only_loopback_serves_unauthenticated() {
+        for all_in_one in [true, false] {
+            let a = auth_mode(None, all_in_one, false, addr("127.0.0.1:0")).unwrap();
+            assert_eq!(keys(&a), None);
+            let a = auth_mode(None, all_in_one, false, addr("[::1]:0")).unwrap();
+            assert_eq!(keys(&a), None);
+            let e = auth_mode(None, all_in_one, false, addr("0.0.0.0:7400")).unwrap_err();
+            assert!(e.to_string().contains("--credentials"), "{e}");
+        }
+    }
 }
