@@ -3,6 +3,7 @@
 //! engine. Network failures are retried with backoff; running tasks are unaffected by them.
 
 use crate::engine::Engine;
+use crate::logship::{AbortOnDrop, LogShipper};
 use crate::reports::ReportBook;
 use crate::runner::RunnerEnv;
 use crate::runtime::process::ProcessRuntime;
@@ -29,6 +30,18 @@ pub trait ControlPlane: Clone + Send + Sync + 'static {
         &self,
         req: SyncRequest,
     ) -> impl Future<Output = Result<SyncResponse, TransportError>> + Send;
+    /// Ship container output (the `awslogs` driver).
+    fn put_logs(
+        &self,
+        req: berth_core::agent_protocol::PutLogsRequest,
+    ) -> impl Future<Output = Result<berth_core::agent_protocol::PutLogsResponse, TransportError>> + Send;
+    /// Make sure a log group exists before an `awslogs` container starts.
+    fn ensure_log_group(
+        &self,
+        req: berth_core::agent_protocol::EnsureLogGroupRequest,
+    ) -> impl Future<
+        Output = Result<berth_core::agent_protocol::EnsureLogGroupResponse, TransportError>,
+    > + Send;
 }
 
 /// A failed exchange.
@@ -224,7 +237,10 @@ pub async fn run<C: ControlPlane>(
         );
     }
     let reports = ReportBook::default();
+    let shipper = LogShipper::new();
+    let _shipping = AbortOnDrop(Some(tokio::spawn(shipper.clone().run(cp.clone()))));
     let env = RunnerEnv {
+        logs: shipper.clone(),
         runtime: Arc::new(runtime),
         reports: reports.clone(),
         logs_dir: config.data_dir.join("output"),
@@ -243,6 +259,7 @@ pub async fn run<C: ControlPlane>(
     };
     let mut instance_arn = registered.container_instance_arn.clone();
     let mut instance_token = registered.instance_token.clone();
+    shipper.set_identity(&instance_arn, &instance_token);
     tracing::info!(instance = %instance_arn, "agent joined cluster {}", config.cluster);
     let mut version = registered.desired.version;
     engine.apply(&registered.desired);
@@ -293,6 +310,7 @@ pub async fn run<C: ControlPlane>(
                 };
                 instance_arn = again.container_instance_arn;
                 instance_token = again.instance_token;
+                shipper.set_identity(&instance_arn, &instance_token);
                 version = again.desired.version;
                 reports.resend_all();
                 engine.apply(&again.desired);
@@ -370,5 +388,19 @@ impl ControlPlane for HttpControlPlane {
 
     async fn sync(&self, req: SyncRequest) -> Result<SyncResponse, TransportError> {
         self.call("sync", &req).await
+    }
+
+    async fn put_logs(
+        &self,
+        req: berth_core::agent_protocol::PutLogsRequest,
+    ) -> Result<berth_core::agent_protocol::PutLogsResponse, TransportError> {
+        self.call("logs", &req).await
+    }
+
+    async fn ensure_log_group(
+        &self,
+        req: berth_core::agent_protocol::EnsureLogGroupRequest,
+    ) -> Result<berth_core::agent_protocol::EnsureLogGroupResponse, TransportError> {
+        self.call("logs/ensure-group", &req).await
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod engine;
+pub mod logship;
 pub mod plan;
 pub mod reports;
 pub mod runner;

@@ -3,6 +3,7 @@
 //! asks, and publish a [`TaskReport`] at every change. The decisions are in [`crate::plan`];
 //! this is the I/O around them.
 
+use crate::logship::{self, AwslogsOptions, LogShipper, StreamWriter};
 use crate::plan::{self, ContainerState, Health, HealthTracker, Readiness};
 use crate::reports::ReportBook;
 use crate::runtime::process::{
@@ -31,6 +32,8 @@ pub struct RunnerEnv {
     pub reports: ReportBook,
     /// Where container output is kept (`<dir>/<task-id>/<container>.log`).
     pub logs_dir: PathBuf,
+    /// Ships the output of `awslogs` containers.
+    pub logs: LogShipper,
 }
 
 enum Event {
@@ -116,6 +119,10 @@ struct Runner {
     report: TaskReport,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
+    /// Each container's `awslogs` options (validated before anything starts).
+    awslogs: Vec<Option<AwslogsOptions>>,
+    /// The containers' output tasks (file and log stream).
+    outputs: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Run one task to STOPPED. `stop` turns true when the server wants the task stopped.
@@ -152,6 +159,8 @@ pub async fn run_task(task: DesiredTask, env: RunnerEnv, mut stop: watch::Receiv
         names,
         events_tx,
         events_rx,
+        awslogs: Vec::new(),
+        outputs: Vec::new(),
     };
     r.run(&mut stop).await;
     for h in &r.health_tasks {
@@ -183,6 +192,9 @@ impl Runner {
                     return self.fail_to_start(&reason).await;
                 }
             }
+        }
+        if let Err(reason) = self.prepare_logs().await {
+            return self.fail_to_start(&reason).await;
         }
         self.report.pull_stopped_at_ms = Some(now_ms());
         self.set_status("ACTIVATING");
@@ -271,6 +283,41 @@ impl Runner {
         self.shutdown(code, reason).await;
     }
 
+    /// Validate the `awslogs` options of every container and make sure their log groups
+    /// (and prefixed streams) exist, before any container starts, as the ECS agent does.
+    async fn prepare_logs(&mut self) -> Result<(), String> {
+        const PREFIX: &str = "ResourceInitializationError: failed to validate logger args";
+        let task_id = task_id(&self.task.task_arn).to_string();
+        let mut all = Vec::with_capacity(self.defs.len());
+        for c in &self.defs {
+            all.push(AwslogsOptions::of(c).map_err(|e| format!("{PREFIX}: {e}"))?);
+        }
+        for (i, o) in all.iter().enumerate() {
+            let Some(o) = o else { continue };
+            let streams: Vec<String> = o
+                .stream_prefix
+                .is_some()
+                .then(|| o.stream_name(&self.names[i], &task_id, ""))
+                .into_iter()
+                .collect();
+            if let Err(e) = self.env.logs.ensure_group(o, streams).await {
+                let hint = if e.starts_with("ResourceNotFoundException") {
+                    format!(
+                        " (create the log group with `aws logs create-log-group --log-group-name {}`, or set \"awslogs-create-group\": \"true\" in the container's logConfiguration options)",
+                        o.group
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(format!(
+                    "{PREFIX}: create stream has been retried 1 times: failed to create Cloudwatch log stream: {e} : exit status 1{hint}"
+                ));
+            }
+        }
+        self.awslogs = all;
+        Ok(())
+    }
+
     /// A container can never start. Essential: the task fails; non-essential: it is marked
     /// STOPPED and the task goes on.
     fn block(
@@ -338,11 +385,16 @@ impl Runner {
     ) -> Result<(), RuntimeError> {
         let (out_tx, out_rx) = mpsc::channel::<OutputLine>(1024);
         let proc = self.env.runtime.start(spec, out_tx).await?;
-        tokio::spawn(keep_output(
+        let ship = self.awslogs.get(i).and_then(Option::as_ref).map(|o| {
+            let stream = o.stream_name(&spec.container_name, &spec.task_id, &proc.runtime_id());
+            self.env.logs.writer(o, stream)
+        });
+        self.outputs.push(tokio::spawn(keep_output(
             self.env.logs_dir.join(&spec.task_id),
             spec.container_name.clone(),
             out_rx,
-        ));
+            ship,
+        )));
         self.containers[i].runtime_id = Some(proc.runtime_id());
         self.containers[i].last_status = "RUNNING".into();
         self.states[i] = ContainerState::Running {
@@ -433,6 +485,11 @@ impl Runner {
                 }
             }
         }
+        // Let the containers' output reach its log streams (bounded) before reporting STOPPED.
+        let deadline = tokio::time::Instant::now() + logship::FLUSH_WAIT;
+        for h in std::mem::take(&mut self.outputs) {
+            let _ = tokio::time::timeout_at(deadline, h).await;
+        }
         for c in &mut self.containers {
             c.last_status = "STOPPED".into();
         }
@@ -446,8 +503,14 @@ impl Runner {
     }
 }
 
-/// Keep a container's output in `<dir>/<container>.log` (the logs issue ships it on).
-async fn keep_output(dir: PathBuf, container: String, mut rx: mpsc::Receiver<OutputLine>) {
+/// Keep a container's output in `<dir>/<container>.log` and, for `awslogs` containers, ship
+/// it to its log stream.
+async fn keep_output(
+    dir: PathBuf,
+    container: String,
+    mut rx: mpsc::Receiver<OutputLine>,
+    mut ship: Option<StreamWriter>,
+) {
     let file = async {
         tokio::fs::create_dir_all(&dir).await?;
         tokio::fs::OpenOptions::new()
@@ -458,19 +521,47 @@ async fn keep_output(dir: PathBuf, container: String, mut rx: mpsc::Receiver<Out
     }
     .await;
     let mut file = match file {
-        Ok(f) => Some(f),
+        Ok(f) => Some(tokio::io::BufWriter::new(f)),
         Err(e) => {
             tracing::warn!(error = %e, dir = %dir.display(), "cannot keep container output");
             None
         }
     };
-    while let Some(line) = rx.recv().await {
+    loop {
+        let next = if ship.as_ref().is_some_and(StreamWriter::has_partial) {
+            // A multi-line event goes out after a moment without a new line.
+            match tokio::time::timeout(logship::MULTILINE_FLUSH, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    if let Some(w) = ship.as_mut() {
+                        w.flush_partial().await;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(line) = next else { break };
         if let Some(f) = file.as_mut() {
-            let mut bytes = line.line.into_bytes();
-            bytes.push(b'\n');
-            if f.write_all(&bytes).await.is_err() {
+            let ok = f.write_all(line.line.as_bytes()).await.is_ok()
+                && f.write_all(b"\n").await.is_ok()
+                && (!rx.is_empty() || f.flush().await.is_ok());
+            if !ok {
                 file = None;
             }
+        }
+        if let Some(w) = ship.as_mut() {
+            w.push(line.timestamp_ms, line.line).await;
+        }
+    }
+    if let Some(f) = file.as_mut() {
+        let _ = f.flush().await;
+    }
+    if let Some(w) = ship {
+        let stream = w.stream().to_string();
+        if !w.finish(logship::FLUSH_WAIT).await {
+            tracing::warn!(stream = %stream, "container output not yet acknowledged by the server; still retrying");
         }
     }
 }

@@ -179,6 +179,24 @@ impl berth_agent::agent::ControlPlane for InProcess {
     ) -> Result<berth_core::agent_protocol::SyncResponse, berth_agent::agent::TransportError> {
         self.0.sync(req).await.map_err(Into::into)
     }
+
+    async fn put_logs(
+        &self,
+        req: berth_core::agent_protocol::PutLogsRequest,
+    ) -> Result<berth_core::agent_protocol::PutLogsResponse, berth_agent::agent::TransportError>
+    {
+        self.0.put_logs(req).await.map_err(Into::into)
+    }
+
+    async fn ensure_log_group(
+        &self,
+        req: berth_core::agent_protocol::EnsureLogGroupRequest,
+    ) -> Result<
+        berth_core::agent_protocol::EnsureLogGroupResponse,
+        berth_agent::agent::TransportError,
+    > {
+        self.0.ensure_log_group(req).await.map_err(Into::into)
+    }
 }
 
 fn parse_attributes(raw: &[String]) -> Vec<(String, Option<String>)> {
