@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p berth-bench -- runtask [--tasks N] [--rounds R] [--quick]
 //! cargo run --release -p berth-bench -- jobs [--jobs N] [--rounds R] [--quick]
+//! cargo run --release -p berth-bench -- selfheal [--tasks N] [--kills K] [--quick]
 //! ```
 //! The `berth` binary is taken from `BERTH_BIN` or next to this one (build it with
 //! `cargo build --release -p berth`).
@@ -147,10 +148,7 @@ impl Berth {
 
     async fn run(&self, family: &str, count: u32) -> Result<Vec<String>> {
         let v = self
-            .call(
-                "RunTask",
-                json!({"taskDefinition": family, "count": count}),
-            )
+            .call("RunTask", json!({"taskDefinition": family, "count": count}))
             .await?;
         Ok(v["tasks"]
             .as_array()
@@ -363,20 +361,129 @@ async fn jobs(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+fn pid_of(task: &Value) -> Option<i32> {
+    task["containers"][0]["runtimeId"]
+        .as_str()?
+        .strip_prefix("process:")?
+        .parse()
+        .ok()
+}
+
+/// Case: self-healing — a service of N tasks, one task's process SIGKILLed per round: time
+/// from the kill until the service has N RUNNING tasks again. Reference: a supervisor loop
+/// that waits for its child and respawns it (the floor of "notice the exit, start again").
+async fn selfheal(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let size = arg(args, "--tasks", if quick { 3 } else { 20 });
+    let kills = arg(args, "--kills", if quick { 3 } else { 30 });
+    let berth = Berth::start()?;
+    berth.wait_for_agent().await?;
+    berth.register("bench-heal", &["sleep", "3600"]).await?;
+    berth
+        .call(
+            "CreateService",
+            json!({"serviceName": "heal", "taskDefinition": "bench-heal", "desiredCount": size}),
+        )
+        .await?;
+    let running = |v: &Value| -> Vec<Value> {
+        v["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .cloned()
+            .collect()
+    };
+    let service_tasks = || async {
+        let l = berth
+            .call("ListTasks", json!({"serviceName": "heal"}))
+            .await?;
+        let arns: Vec<Value> = l["taskArns"].as_array().cloned().unwrap_or_default();
+        if arns.is_empty() {
+            return Ok::<Value, anyhow::Error>(json!({"tasks": []}));
+        }
+        berth.call("DescribeTasks", json!({"tasks": arns})).await
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(&service_tasks().await?).len() < size {
+        if Instant::now() > deadline {
+            bail!("service did not reach {size} RUNNING");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut via_berth = Samples::default();
+    for _ in 0..kills {
+        let before = running(&service_tasks().await?);
+        let victim = before.first().context("no task")?;
+        let pid = pid_of(victim).context("no pid")?;
+        let victim_arn = victim["taskArn"].clone();
+        let t0 = Instant::now();
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+        loop {
+            let now = running(&service_tasks().await?);
+            if now.len() >= size && !now.iter().any(|t| t["taskArn"] == victim_arn) {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("no replacement within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        via_berth.0.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    berth
+        .call(
+            "UpdateService",
+            json!({"service": "heal", "desiredCount": 0}),
+        )
+        .await?;
+    let mut direct = Samples::default();
+    let mut child = Command::new("sleep").arg("3600").spawn()?;
+    for _ in 0..kills {
+        let t0 = Instant::now();
+        child.kill()?;
+        child.wait()?;
+        child = Command::new("sleep").arg("3600").spawn()?;
+        direct.0.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "Self-healing, process runtime (service of {size} tasks, {kills} SIGKILLs), milliseconds"
+    );
+    println!();
+    println!("| path | p50 | p99 | max | p50 vs floor |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "{}",
+        row("berth: kill -> replacement RUNNING", &via_berth, &direct)
+    );
+    println!(
+        "{}",
+        row("floor: supervisor wait + respawn", &direct, &direct)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("runtask") => runtask(&args).await,
         Some("jobs") => jobs(&args).await,
+        Some("selfheal") => selfheal(&args).await,
         Some("all") => {
             runtask(&args).await?;
             println!();
-            jobs(&args).await
+            jobs(&args).await?;
+            println!();
+            selfheal(&args).await
         }
         _ => {
             eprintln!(
-                "usage: berth-bench <runtask|jobs|all> [--quick] [--tasks N] [--jobs N] [--rounds R]"
+                "usage: berth-bench <runtask|jobs|selfheal|all> [--quick] [--tasks N] [--jobs N] [--rounds R]"
             );
             std::process::exit(2);
         }
