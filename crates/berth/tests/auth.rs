@@ -226,14 +226,21 @@ fn the_right_key_works_and_wrong_ones_are_refused() {
         berth.banner
     );
 
-    let created = aws_as(&berth, ALICE, &["ecs", "create-cluster", "--cluster-name", "web"])
-        .json();
+    let created = aws_as(
+        &berth,
+        ALICE,
+        &["ecs", "create-cluster", "--cluster-name", "web"],
+    )
+    .json();
     assert_eq!(
         created["cluster"]["clusterArn"],
         "arn:aws:ecs:us-east-1:111111111111:cluster/web"
     );
     let before = cluster_arns(&berth, ALICE);
-    assert_eq!(before, vec!["arn:aws:ecs:us-east-1:111111111111:cluster/web"]);
+    assert_eq!(
+        before,
+        vec!["arn:aws:ecs:us-east-1:111111111111:cluster/web"]
+    );
 
     // The right key with a wrong secret.
     let e = aws_with(
@@ -275,7 +282,9 @@ fn the_right_key_works_and_wrong_ones_are_refused() {
     // account, and still checks its signature.
     assert_eq!(
         cluster_arns(&berth, DEV),
-        vec![format!("arn:aws:ecs:us-east-1:{DEFAULT_ACCOUNT}:cluster/default")]
+        vec![format!(
+            "arn:aws:ecs:us-east-1:{DEFAULT_ACCOUNT}:cluster/default"
+        )]
     );
     aws_with(
         &berth,
@@ -294,9 +303,24 @@ fn keys_in_different_accounts_keep_their_resources_apart() {
     let (_dir, path) = credentials_file(CREDENTIALS);
     let berth = Berth::start_with(with_credentials("up", &path, &[]));
 
-    aws_as(&berth, ALICE, &["ecs", "create-cluster", "--cluster-name", "shared-name"]).json();
-    aws_as(&berth, ALICE, &["ecs", "create-cluster", "--cluster-name", "alice-only"]).json();
-    aws_as(&berth, BOB, &["ecs", "create-cluster", "--cluster-name", "shared-name"]).json();
+    aws_as(
+        &berth,
+        ALICE,
+        &["ecs", "create-cluster", "--cluster-name", "shared-name"],
+    )
+    .json();
+    aws_as(
+        &berth,
+        ALICE,
+        &["ecs", "create-cluster", "--cluster-name", "alice-only"],
+    )
+    .json();
+    aws_as(
+        &berth,
+        BOB,
+        &["ecs", "create-cluster", "--cluster-name", "shared-name"],
+    )
+    .json();
 
     assert_eq!(
         cluster_arns(&berth, ALICE),
@@ -324,8 +348,12 @@ fn keys_in_different_accounts_keep_their_resources_apart() {
     .json();
     assert_eq!(described["clusters"], json!([]), "{described}");
     assert_eq!(described["failures"][0]["reason"], "MISSING", "{described}");
-    aws_as(&berth, BOB, &["ecs", "delete-cluster", "--cluster", "alice-only"])
-        .fails_with("ClusterNotFoundException", "Cluster not found.");
+    aws_as(
+        &berth,
+        BOB,
+        &["ecs", "delete-cluster", "--cluster", "alice-only"],
+    )
+    .fails_with("ClusterNotFoundException", "Cluster not found.");
     assert_eq!(cluster_arns(&berth, ALICE).len(), 2);
 
     // The principal is the section name, in the key's account.
@@ -352,13 +380,24 @@ fn keys_in_different_accounts_keep_their_resources_apart() {
     assert_eq!(families["families"], json!([]), "{families}");
 
     // A key without account_id acts in the server's account; its session token is required.
-    let created = aws_as(&berth, CAROL, &["ecs", "create-cluster", "--cluster-name", "c"])
-        .json();
+    let created = aws_as(
+        &berth,
+        CAROL,
+        &["ecs", "create-cluster", "--cluster-name", "c"],
+    )
+    .json();
     assert_eq!(
         created["cluster"]["clusterArn"],
         format!("arn:aws:ecs:us-east-1:{DEFAULT_ACCOUNT}:cluster/c")
     );
-    aws_with(&berth, CAROL.id, CAROL.secret, None, &["ecs", "list-clusters"]).fails_with(
+    aws_with(
+        &berth,
+        CAROL.id,
+        CAROL.secret,
+        None,
+        &["ecs", "list-clusters"],
+    )
+    .fails_with(
         "UnrecognizedClientException",
         "The security token included in the request is invalid.",
     );
@@ -376,7 +415,13 @@ fn raw_requests_without_a_valid_signature_change_nothing() {
     };
 
     // Control: the raw signer produces requests Berth accepts.
-    let r = raw_ecs(&berth, "CreateCluster", Some(&alice_now), &create("raw"), &create("raw"));
+    let r = raw_ecs(
+        &berth,
+        "CreateCluster",
+        Some(&alice_now),
+        &create("raw"),
+        &create("raw"),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let before = cluster_arns(&berth, ALICE);
     assert_eq!(
@@ -413,7 +458,13 @@ fn raw_requests_without_a_valid_signature_change_nothing() {
         time: old,
         service: "ecs",
     };
-    let r = raw_ecs(&berth, "CreateCluster", Some(&stale), &create("old"), &create("old"));
+    let r = raw_ecs(
+        &berth,
+        "CreateCluster",
+        Some(&stale),
+        &create("old"),
+        &create("old"),
+    );
     assert_refused(
         &r,
         400,
@@ -431,7 +482,13 @@ fn raw_requests_without_a_valid_signature_change_nothing() {
         time: now(),
         service: "logs",
     };
-    let r = raw_ecs(&berth, "CreateCluster", Some(&logs), &create("l"), &create("l"));
+    let r = raw_ecs(
+        &berth,
+        "CreateCluster",
+        Some(&logs),
+        &create("l"),
+        &create("l"),
+    );
     assert_refused(
         &r,
         400,
@@ -448,7 +505,13 @@ fn raw_requests_without_a_valid_signature_change_nothing() {
         time: now(),
         service: "ecs",
     };
-    let r = raw_ecs(&berth, "CreateCluster", Some(&no_token), &create("t"), &create("t"));
+    let r = raw_ecs(
+        &berth,
+        "CreateCluster",
+        Some(&no_token),
+        &create("t"),
+        &create("t"),
+    );
     assert_refused(&r, 400, "UnrecognizedClientException", "security token");
     let r = http_request(
         berth.addr,
@@ -476,16 +539,17 @@ fn raw_requests_without_a_valid_signature_change_nothing() {
     assert_eq!(cluster_arns(&berth, BOB), Vec::<String>::new());
     assert_eq!(
         cluster_arns(&berth, DEV),
-        vec![format!("arn:aws:ecs:us-east-1:{DEFAULT_ACCOUNT}:cluster/default")]
+        vec![format!(
+            "arn:aws:ecs:us-east-1:{DEFAULT_ACCOUNT}:cluster/default"
+        )]
     );
     berth.assert_healthy();
 }
 
 #[test]
 fn berth_server_refuses_the_dev_pair_alone_unless_allowed() {
-    let (_dir, path) = credentials_file(
-        "[dev]\naws_access_key_id = test\naws_secret_access_key = test\n",
-    );
+    let (_dir, path) =
+        credentials_file("[dev]\naws_access_key_id = test\naws_secret_access_key = test\n");
     let data = tempfile::tempdir().unwrap();
     let refused = Berth::start_in(data.path(), with_credentials("server", &path, &[]))
         .err()
