@@ -6,6 +6,8 @@ use crate::engine::Engine;
 use crate::logship::{AbortOnDrop, LogShipper};
 use crate::reports::ReportBook;
 use crate::runner::RunnerEnv;
+use crate::runtime::AnyRuntime;
+use crate::runtime::docker::{DockerConfig, DockerRuntime, PullBehavior};
 use crate::runtime::process::ProcessRuntime;
 use berth_api::ecs;
 use berth_core::agent_protocol::{
@@ -72,6 +74,67 @@ pub struct AgentConfig {
     pub cpu_units: Option<i32>,
     /// Memory MiB to register (default: the host's).
     pub memory_mib: Option<i32>,
+    /// The runtime that runs containers ([`open_runtime`]).
+    pub runtime: AnyRuntime,
+}
+
+/// Which runtime an agent uses (`--runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// Docker when an engine answers (`DOCKER_HOST` or the default socket), else processes.
+    Auto,
+    /// Docker; an error when no engine answers.
+    Docker,
+    /// Host processes.
+    Process,
+}
+
+/// The Docker runtime's agent settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DockerSettings {
+    /// When images are pulled (`--image-pull-behavior`).
+    pub pull_behavior: PullBehavior,
+    /// How long a STOPPED task's containers are kept before they are removed.
+    pub cleanup_delay: Duration,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            pull_behavior: PullBehavior::Default,
+            cleanup_delay: Duration::from_secs(3 * 3600),
+        }
+    }
+}
+
+/// The runtime for an agent whose state lives in `data_dir`. With [`RuntimeChoice::Auto`], a
+/// Docker engine that does not answer means the process runtime (the reason is logged).
+pub async fn open_runtime(
+    choice: RuntimeChoice,
+    data_dir: &std::path::Path,
+    docker: DockerSettings,
+) -> Result<AnyRuntime, AgentRunError> {
+    let local = |source: std::io::Error| AgentRunError::Local {
+        dir: data_dir.to_path_buf(),
+        source,
+    };
+    if choice != RuntimeChoice::Process {
+        let mut config = DockerConfig::for_data_dir(data_dir).map_err(local)?;
+        config.pull_behavior = docker.pull_behavior;
+        config.cleanup_delay = docker.cleanup_delay;
+        match DockerRuntime::connect(config).await {
+            Ok(rt) => return Ok(AnyRuntime::Docker(rt)),
+            Err(e) if choice == RuntimeChoice::Docker => {
+                return Err(AgentRunError::NoDocker(e.to_string()));
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "no Docker engine: using the process runtime");
+            }
+        }
+    }
+    let rt = ProcessRuntime::new(data_dir.join("runtime"))
+        .map_err(|e| local(std::io::Error::other(e.to_string())))?;
+    Ok(AnyRuntime::Process(rt))
 }
 
 /// Why the agent stopped.
@@ -80,6 +143,9 @@ pub enum AgentRunError {
     /// The server refused the agent for good.
     #[error("the server refused this agent: {0}")]
     Refused(AgentError),
+    /// `--runtime docker`, and no Docker engine answers.
+    #[error("--runtime docker: {0}")]
+    NoDocker(String),
     /// Local state could not be set up.
     #[error("agent state in {dir}: {source}")]
     Local {
@@ -135,13 +201,17 @@ fn attributes(config: &AgentConfig) -> Vec<ecs::Attribute> {
         ("ecs.capability.container-ordering", None),
         ("ecs.capability.task-eni", None),
         ("ecs.capability.execution-role-awslogs", None),
-        ("com.amazonaws.ecs.capability.docker-remote-api.1.18", None),
-        ("com.amazonaws.ecs.capability.docker-remote-api.1.19", None),
-        ("berth.runtime", Some("process".to_string())),
+        ("berth.runtime", Some(config.runtime.kind().to_string())),
     ]
     .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .chain(
+        remote_api_attributes(&config.runtime)
+            .into_iter()
+            .map(|n| (n, None)),
+    )
     .map(|(n, v)| ecs::Attribute {
-        name: Some(n.to_string()),
+        name: Some(n),
         value: v,
         ..Default::default()
     })
@@ -155,6 +225,18 @@ fn attributes(config: &AgentConfig) -> Vec<ecs::Attribute> {
         });
     }
     out
+}
+
+/// `com.amazonaws.ecs.capability.docker-remote-api.1.xx`: up to the engine's API version with
+/// Docker; 1.18 and 1.19 with processes (what task definitions commonly require).
+fn remote_api_attributes(runtime: &AnyRuntime) -> Vec<String> {
+    match runtime {
+        AnyRuntime::Docker(d) => d.remote_api_attributes(),
+        AnyRuntime::Process(_) => ["1.18", "1.19"]
+            .iter()
+            .map(|v| format!("com.amazonaws.ecs.capability.docker-remote-api.{v}"))
+            .collect(),
+    }
 }
 
 async fn register<C: ControlPlane>(
@@ -181,9 +263,12 @@ async fn register<C: ControlPlane>(
             version_info: ecs::VersionInfo {
                 agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
                 agent_hash: Some("berth".into()),
-                docker_version: None,
+                docker_version: match &config.runtime {
+                    AnyRuntime::Docker(d) => Some(format!("DockerVersion: {}", d.engine().version)),
+                    AnyRuntime::Process(_) => None,
+                },
             },
-            runtime: "process".into(),
+            runtime: config.runtime.kind().into(),
             hostname: hostname(),
         };
         match cp.register(req).await {
@@ -224,33 +309,30 @@ pub async fn run<C: ControlPlane>(
         source,
     };
     std::fs::create_dir_all(&config.data_dir).map_err(local)?;
-    let runtime =
-        ProcessRuntime::new(config.data_dir.join("runtime")).map_err(|e| AgentRunError::Local {
-            dir: config.data_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    let orphans = runtime.reap_orphans();
-    if !orphans.is_empty() {
-        tracing::warn!(
-            count = orphans.len(),
-            "stopped processes left by a previous agent run"
-        );
-    }
+    let runtime = config.runtime.clone();
     let reports = ReportBook::default();
     let shipper = LogShipper::new();
     let _shipping = AbortOnDrop(Some(tokio::spawn(shipper.clone().run(cp.clone()))));
     let env = RunnerEnv {
         logs: shipper.clone(),
-        runtime: Arc::new(runtime),
+        runtime: Arc::new(runtime.clone()),
         reports: reports.clone(),
         logs_dir: config.data_dir.join("output"),
     };
-    let mut engine = Engine::new(
-        env,
-        config.data_dir.join("started"),
+    // Tasks a previous run started are re-adopted when the runtime can (Docker), else
+    // reported lost (their processes are stopped below).
+    let lost_reason = (!runtime.can_readopt()).then_some(
         "Berth agent restarted: the task's processes cannot be re-adopted by the process runtime and were stopped",
-    )
-    .map_err(local)?;
+    );
+    let mut engine =
+        Engine::new(env, config.data_dir.join("started"), lost_reason).map_err(local)?;
+    let orphans = runtime.reap_orphans(&engine.journaled()).await;
+    if orphans > 0 {
+        tracing::warn!(
+            count = orphans,
+            "stopped containers left by a previous agent run that no task claims"
+        );
+    }
     let identity_path = config.data_dir.join("identity.json");
     tokio::pin!(shutdown);
     let registered = tokio::select! {

@@ -25,6 +25,9 @@ pub struct Engine {
     journal_dir: PathBuf,
     /// Tasks started by a previous run whose processes could not be re-adopted.
     lost: BTreeMap<String, String>,
+    /// Tasks started by a previous run, to re-adopt (runtimes that can): their runner finds
+    /// their containers instead of creating them.
+    adopt: BTreeSet<String>,
 }
 
 fn task_id(arn: &str) -> &str {
@@ -32,17 +35,31 @@ fn task_id(arn: &str) -> &str {
 }
 
 impl Engine {
-    /// An engine whose journal lives in `journal_dir`; `lost_reason` explains, for tasks a
-    /// previous run started, why they are reported STOPPED instead of being adopted.
-    pub fn new(env: RunnerEnv, journal_dir: PathBuf, lost_reason: &str) -> std::io::Result<Engine> {
+    /// An engine whose journal lives in `journal_dir`. Tasks a previous run started are
+    /// re-adopted when `lost_reason` is `None` (the runtime finds their containers); otherwise
+    /// they are reported STOPPED with that reason, never started again.
+    pub fn new(
+        env: RunnerEnv,
+        journal_dir: PathBuf,
+        lost_reason: Option<&str>,
+    ) -> std::io::Result<Engine> {
         std::fs::create_dir_all(&journal_dir)?;
         let mut lost = BTreeMap::new();
+        let mut adopt = BTreeSet::new();
         for entry in std::fs::read_dir(&journal_dir)?.flatten() {
             if let Some(arn) = std::fs::read_to_string(entry.path())
                 .ok()
                 .filter(|s| s.starts_with("arn:"))
             {
-                lost.insert(arn.trim().to_string(), lost_reason.to_string());
+                let arn = arn.trim().to_string();
+                match lost_reason {
+                    Some(reason) => {
+                        lost.insert(arn, reason.to_string());
+                    }
+                    None => {
+                        adopt.insert(arn);
+                    }
+                }
             }
         }
         Ok(Engine {
@@ -51,13 +68,31 @@ impl Engine {
             seen: BTreeSet::new(),
             journal_dir,
             lost,
+            adopt,
         })
+    }
+
+    /// Tasks a previous run started (lost or to re-adopt), by ARN.
+    pub fn journaled(&self) -> Vec<String> {
+        self.lost.keys().chain(&self.adopt).cloned().collect()
     }
 
     /// Bring the host in line with `desired`.
     pub fn apply(&mut self, desired: &DesiredState) {
         let listed: BTreeSet<&str> = desired.tasks.iter().map(|t| t.task_arn.as_str()).collect();
         for t in &desired.tasks {
+            if self.adopt.remove(&t.task_arn) {
+                // Started before this agent restarted: its runner re-adopts its containers
+                // (and stops them at once if the server wants the task stopped).
+                tracing::info!(task = %t.task_arn, "re-adopting a task of a previous agent run");
+                self.start(t.clone());
+                if t.desired_status == "STOPPED"
+                    && let Some(h) = self.running.get(&t.task_arn)
+                {
+                    let _ = h.stop.send(true);
+                }
+                continue;
+            }
             if let Some(reason) = self.lost.get(&t.task_arn) {
                 // Started before this agent restarted: report it stopped, never rerun it.
                 if self.env.reports.latest(&t.task_arn).is_none() {
@@ -116,6 +151,19 @@ impl Engine {
             self.lost.remove(&arn);
             self.env.reports.forget(&arn);
             let _ = std::fs::remove_file(self.journal_dir.join(task_id(&arn)));
+        }
+        // A previous run's task the server no longer wants: whatever is left of it goes.
+        let adopt_gone: Vec<String> = self
+            .adopt
+            .iter()
+            .filter(|a| !listed.contains(a.as_str()))
+            .cloned()
+            .collect();
+        for arn in adopt_gone {
+            self.adopt.remove(&arn);
+            let _ = std::fs::remove_file(self.journal_dir.join(task_id(&arn)));
+            let runtime = self.env.runtime.clone();
+            tokio::spawn(async move { runtime.discard(&arn).await });
         }
     }
 

@@ -4,11 +4,10 @@
 //! this is the I/O around them.
 
 use crate::logship::{self, AwslogsOptions, LogShipper, StreamWriter};
-use crate::plan::{self, ContainerState, Health, HealthTracker, Readiness};
+use crate::plan::{self, ContainerState, Health, Readiness};
 use crate::reports::ReportBook;
-use crate::runtime::process::{
-    ContainerSpec, ExitInfo, OutputLine, ProcessRuntime, RuntimeError, run_check,
-};
+use crate::runtime::process::{ContainerSpec, OutputLine};
+use crate::runtime::{AnyRuntime, ContainerExit, StartError};
 use berth_api::ecs::ContainerDefinition;
 use berth_core::agent_protocol::{ContainerReport, DesiredTask, TaskReport};
 use std::path::PathBuf;
@@ -26,8 +25,8 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Everything a runner needs from the agent.
 #[derive(Clone)]
 pub struct RunnerEnv {
-    /// The process runtime.
-    pub runtime: Arc<ProcessRuntime>,
+    /// The runtime (processes or Docker).
+    pub runtime: Arc<AnyRuntime>,
     /// Where reports go.
     pub reports: ReportBook,
     /// Where container output is kept (`<dir>/<task-id>/<container>.log`).
@@ -37,7 +36,7 @@ pub struct RunnerEnv {
 }
 
 enum Event {
-    Exited(usize, ExitInfo),
+    Exited(usize, ContainerExit),
     Health(usize, Health),
 }
 
@@ -55,50 +54,6 @@ fn task_id(arn: &str) -> &str {
 /// The effective container definitions of a desired task (overrides applied).
 pub fn containers_of(task: &DesiredTask) -> Vec<ContainerDefinition> {
     berth_core::task::effective_containers(&task.task_definition, &task.overrides)
-}
-
-fn spec_for(task: &DesiredTask, c: &ContainerDefinition) -> Result<ContainerSpec, String> {
-    let mut argv: Vec<String> = c.entry_point.clone().unwrap_or_default();
-    argv.extend(c.command.clone().unwrap_or_default());
-    if argv.is_empty() {
-        return Err(format!(
-            "container {} has neither entryPoint nor command; the process runtime runs commands, not images",
-            c.name.as_deref().unwrap_or_default()
-        ));
-    }
-    let mut env: Vec<(String, String)> = Vec::new();
-    for key in ["PATH", "HOME", "LANG", "TZ"] {
-        if let Ok(v) = std::env::var(key) {
-            env.push((key.into(), v));
-        }
-    }
-    let region = task
-        .task_arn
-        .split(':')
-        .nth(3)
-        .unwrap_or("us-east-1")
-        .to_string();
-    let exec_env = if task.launch_type == "FARGATE" {
-        "AWS_ECS_FARGATE"
-    } else {
-        "AWS_ECS_EC2"
-    };
-    env.push(("AWS_EXECUTION_ENV".into(), exec_env.into()));
-    env.push(("AWS_REGION".into(), region.clone()));
-    env.push(("AWS_DEFAULT_REGION".into(), region));
-    for kv in c.environment.as_deref().unwrap_or_default() {
-        let name = kv.name.clone().unwrap_or_default();
-        env.retain(|(k, _)| *k != name);
-        env.push((name, kv.value.clone().unwrap_or_default()));
-    }
-    Ok(ContainerSpec {
-        task_id: task_id(&task.task_arn).to_string(),
-        container_name: c.name.clone().unwrap_or_default(),
-        argv,
-        env,
-        working_dir: c.working_directory.clone(),
-        user: c.user.clone(),
-    })
 }
 
 fn secs(v: Option<i32>, default: Duration) -> Duration {
@@ -182,17 +137,12 @@ impl Runner {
         let now = now_ms();
         self.report.pull_started_at_ms = Some(now);
         self.publish();
-        // "Pulling" for the process runtime is resolving every container to a command line.
-        let mut specs = Vec::new();
-        for c in &self.defs {
-            match spec_for(&self.task, c) {
-                Ok(s) => specs.push(s),
-                Err(e) => {
-                    let reason = format!("CannotStartContainerError: {e}");
-                    return self.fail_to_start(&reason).await;
-                }
-            }
-        }
+        // Images pulled (Docker) or command lines resolved (processes); containers a previous
+        // agent run created are found to be re-adopted.
+        let (specs, existing) = match self.env.runtime.prepare(&self.task, &self.defs).await {
+            Ok(p) => (p.specs, p.existing),
+            Err(e) => return self.fail_to_start(&e.to_string()).await,
+        };
         if let Err(reason) = self.prepare_logs().await {
             return self.fail_to_start(&reason).await;
         }
@@ -202,6 +152,12 @@ impl Runner {
 
         let started = std::time::Instant::now();
         let mut outcome: Option<(Option<&'static str>, Option<String>)> = None;
+        // Re-adopt what exists, whatever its dependencies (they were met when it started).
+        for i in (0..self.defs.len()).filter(|&i| existing[i]) {
+            if let Err(e) = self.start_container(i, &specs[i]).await {
+                outcome = self.block(i, e.to_string());
+            }
+        }
         while outcome.is_none() {
             if *stop.borrow() {
                 outcome = Some((None, None));
@@ -234,7 +190,7 @@ impl Runner {
                     }
                     Readiness::Ready => {
                         if let Err(e) = self.start_container(i, &specs[i]).await {
-                            let reason = format!("CannotStartContainerError: {e}");
+                            let reason = e.to_string();
                             self.containers[i].reason = Some(reason.clone());
                             self.containers[i].last_status = "STOPPED".into();
                             self.states[i] = ContainerState::Stopped {
@@ -368,21 +324,20 @@ impl Runner {
         }
     }
 
-    fn on_exit(&mut self, i: usize, info: &ExitInfo) {
+    fn on_exit(&mut self, i: usize, info: &ContainerExit) {
         self.states[i] = ContainerState::Stopped {
             exit_code: info.exit_code,
             started: true,
         };
         self.containers[i].last_status = "STOPPED".into();
         self.containers[i].exit_code = info.exit_code;
+        if info.reason.is_some() {
+            self.containers[i].reason.clone_from(&info.reason);
+        }
         self.stoppers[i] = None;
     }
 
-    async fn start_container(
-        &mut self,
-        i: usize,
-        spec: &ContainerSpec,
-    ) -> Result<(), RuntimeError> {
+    async fn start_container(&mut self, i: usize, spec: &ContainerSpec) -> Result<(), StartError> {
         let (out_tx, out_rx) = mpsc::channel::<OutputLine>(1024);
         let proc = self.env.runtime.start(spec, out_tx).await?;
         let ship = self.awslogs.get(i).and_then(Option::as_ref).map(|o| {
@@ -396,11 +351,17 @@ impl Runner {
             ship,
         )));
         self.containers[i].runtime_id = Some(proc.runtime_id());
+        self.containers[i].network_bindings = proc.network_bindings();
         self.containers[i].last_status = "RUNNING".into();
         self.states[i] = ContainerState::Running {
             health: Health::Unknown,
         };
         self.started_order.push(i);
+        if let Some(hc) = &self.defs[i].health_check {
+            let events = self.events_tx.clone();
+            let watch = proc.watch_health(hc, move |h| events.send(Event::Health(i, h)).is_ok());
+            self.health_tasks.extend(watch);
+        }
         let (stop_tx, mut stop_rx) = mpsc::unbounded_channel::<Duration>();
         self.stoppers[i] = Some(stop_tx);
         let events = self.events_tx.clone();
@@ -411,40 +372,6 @@ impl Runner {
             };
             let _ = events.send(Event::Exited(i, info));
         });
-        if let Some(hc) = self.defs[i].health_check.clone() {
-            let cmd = hc.command.clone().unwrap_or_default();
-            let argv: Option<Vec<String>> = match cmd.first().map(String::as_str) {
-                Some("CMD") => Some(cmd[1..].to_vec()),
-                Some("CMD-SHELL") => Some(vec!["/bin/sh".into(), "-c".into(), cmd[1..].join(" ")]),
-                _ => None,
-            };
-            if let Some(argv) = argv.filter(|a| !a.is_empty()) {
-                let events = self.events_tx.clone();
-                let env = spec.env.clone();
-                let wd = spec.working_dir.clone();
-                let interval = secs(hc.interval, Duration::from_secs(30));
-                let timeout = secs(hc.timeout, Duration::from_secs(5));
-                let start_period = secs(hc.start_period, Duration::ZERO);
-                let retries = u32::try_from(hc.retries.unwrap_or(3)).unwrap_or(3);
-                self.health_tasks.push(tokio::spawn(async move {
-                    let began = tokio::time::Instant::now();
-                    let mut tracker = HealthTracker::new(retries);
-                    let mut last = Health::Unknown;
-                    loop {
-                        let ok =
-                            matches!(run_check(&argv, &env, wd.as_deref(), timeout).await, Ok(0));
-                        let h = tracker.record(ok, began.elapsed() < start_period);
-                        if h != last {
-                            last = h;
-                            if events.send(Event::Health(i, h)).is_err() {
-                                return;
-                            }
-                        }
-                        tokio::time::sleep(interval).await;
-                    }
-                }));
-            }
-        }
         self.publish();
         Ok(())
     }
@@ -497,6 +424,7 @@ impl Runner {
         self.report.execution_stopped_at_ms = Some(now);
         self.set_status("DEPROVISIONING");
         self.publish();
+        self.env.runtime.release(&self.task.task_arn).await;
         self.report.stopped_at_ms = Some(now_ms());
         self.set_status("STOPPED");
         self.publish();

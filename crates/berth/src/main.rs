@@ -55,6 +55,76 @@ struct AgentArgs {
     /// Memory MiB to offer [default: the host's].
     #[arg(long)]
     memory: Option<i32>,
+    /// How the agent runs containers: Docker if an engine answers, else processes.
+    #[arg(long, value_enum, default_value_t = Runtime::Auto)]
+    runtime: Runtime,
+    #[command(flatten)]
+    docker: DockerArgs,
+}
+
+/// The Docker runtime's settings.
+#[derive(Args, Debug, Clone, Copy)]
+struct DockerArgs {
+    /// When the Docker runtime pulls images (ECS's ECS_IMAGE_PULL_BEHAVIOR): `default` (pull,
+    /// fall back to a cached image), `always`, `once`, `prefer-cached`.
+    #[arg(long, value_enum, default_value_t = PullBehavior::Default, env = "BERTH_IMAGE_PULL_BEHAVIOR")]
+    image_pull_behavior: PullBehavior,
+    /// Seconds a STOPPED task's containers are kept before the Docker runtime removes them
+    /// (ECS's ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION).
+    #[arg(long, default_value_t = 3 * 3600, value_name = "SECS", env = "BERTH_TASK_CLEANUP_WAIT_SECS")]
+    task_cleanup_wait_secs: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum PullBehavior {
+    /// Pull; use a cached image if the pull fails.
+    Default,
+    /// Always pull; a failed pull fails the task.
+    Always,
+    /// Pull only images not cached.
+    Once,
+    /// Use a cached image when there is one, else pull.
+    PreferCached,
+}
+
+impl DockerArgs {
+    fn settings(self) -> berth_agent::agent::DockerSettings {
+        use berth_agent::runtime::docker::PullBehavior as P;
+        berth_agent::agent::DockerSettings {
+            pull_behavior: match self.image_pull_behavior {
+                PullBehavior::Default => P::Default,
+                PullBehavior::Always => P::Always,
+                PullBehavior::Once => P::Once,
+                PullBehavior::PreferCached => P::PreferCached,
+            },
+            cleanup_delay: std::time::Duration::from_secs(self.task_cleanup_wait_secs),
+        }
+    }
+}
+
+impl Runtime {
+    fn choice(self) -> berth_agent::agent::RuntimeChoice {
+        match self {
+            Runtime::Auto => berth_agent::agent::RuntimeChoice::Auto,
+            Runtime::Docker => berth_agent::agent::RuntimeChoice::Docker,
+            Runtime::Process => berth_agent::agent::RuntimeChoice::Process,
+        }
+    }
+}
+
+/// One line about a runtime, for the banner and the agent's start-up log.
+fn describe_runtime(rt: &berth_agent::runtime::AnyRuntime) -> String {
+    match rt {
+        berth_agent::runtime::AnyRuntime::Docker(d) => format!(
+            "Docker runtime (Docker Engine {}, API {}, {})",
+            d.engine().version,
+            d.engine().api_version,
+            berth_agent::runtime::docker::engine_address()
+        ),
+        berth_agent::runtime::AnyRuntime::Process(_) => {
+            "process runtime (tasks run as host processes; the image is not used)".into()
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -111,6 +181,8 @@ struct UpArgs {
     /// Memory MiB the local agent offers [default: the host's].
     #[arg(long)]
     agent_memory: Option<i32>,
+    #[command(flatten)]
+    docker: DockerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -215,6 +287,9 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
         .unwrap_or_else(|| default_data_dir("berth-agent"));
     let cp = berth_agent::agent::HttpControlPlane::new(&args.server)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime =
+        berth_agent::agent::open_runtime(args.runtime.choice(), &data_dir, args.docker.settings())
+            .await?;
     let config = berth_agent::agent::AgentConfig {
         cluster: args.cluster.clone(),
         region: args.region.clone(),
@@ -223,8 +298,9 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
         attributes: parse_attributes(&args.attributes),
         cpu_units: args.cpu,
         memory_mib: args.memory,
+        runtime: runtime.clone(),
     };
-    tracing::info!(server = %args.server, cluster = %args.cluster, "starting agent (process runtime)");
+    tracing::info!(server = %args.server, cluster = %args.cluster, "starting agent: {}", describe_runtime(&runtime));
     berth_agent::agent::run(config, cp, shutdown_signal()).await?;
     tracing::info!("agent stopped");
     Ok(())
@@ -250,6 +326,7 @@ fn main() -> Result<()> {
                     runtime: args.runtime,
                     cpu: args.agent_cpu,
                     memory: args.agent_memory,
+                    docker: args.docker,
                 };
                 run(args.common, true, Some(local)).await
             }
@@ -265,19 +342,27 @@ struct LocalAgent {
     runtime: Runtime,
     cpu: Option<i32>,
     memory: Option<i32>,
+    docker: DockerArgs,
 }
 
 async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) -> Result<()> {
-    let runtime = local.map(|l| l.runtime);
     let data_dir = common
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir("berth"));
-    if runtime == Some(Runtime::Docker) {
-        anyhow::bail!(
-            "--runtime docker: the Docker runtime is not implemented in this version of Berth yet; use --runtime process"
-        );
-    }
+    // The local agent's runtime, chosen before anything is served (`--runtime docker` without
+    // an engine is an error at start).
+    let runtime = match local {
+        Some(l) => Some(
+            berth_agent::agent::open_runtime(
+                l.runtime.choice(),
+                &data_dir.join("agent"),
+                l.docker.settings(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let credentials = match &common.credentials {
         Some(path) => Some(load_credentials(path)?),
         None => None,
@@ -313,7 +398,13 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
     let running = berth_server::start(config).await?;
     let endpoint = format!("http://{}", running.local_addr);
     print_banner(
-        &endpoint, &running, &common, all_in_one, runtime, &token, &auth,
+        &endpoint,
+        &running,
+        &common,
+        all_in_one,
+        runtime.as_ref(),
+        &token,
+        &auth,
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = if all_in_one {
@@ -325,6 +416,7 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
             attributes: vec![],
             cpu_units: local.and_then(|l| l.cpu),
             memory_mib: local.and_then(|l| l.memory),
+            runtime: runtime.clone().context("the local agent's runtime")?,
         };
         let cp = InProcess(running.gateway());
         let mut rx = stop_rx.clone();
@@ -417,7 +509,7 @@ fn print_banner(
     running: &berth_server::Running,
     common: &CommonArgs,
     all_in_one: bool,
-    runtime: Option<Runtime>,
+    runtime: Option<&berth_agent::runtime::AnyRuntime>,
     token: &str,
     auth: &Auth,
 ) {
@@ -436,11 +528,8 @@ fn print_banner(
         "  account {}, default region {}",
         common.account_id, common.region
     );
-    if runtime.is_some() {
-        let _ = writeln!(
-            out,
-            "  local agent: process runtime (tasks run as host processes; the image is not used)"
-        );
+    if let Some(rt) = runtime {
+        let _ = writeln!(out, "  local agent: {}", describe_runtime(rt));
     } else {
         let _ = writeln!(
             out,

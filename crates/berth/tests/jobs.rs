@@ -928,6 +928,7 @@ fn start_agent(b: &Berth) -> AgentProcess {
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(common::berth_bin())
         .args(["agent", "--server", &b.endpoint, "--token", token.trim()])
+        .args(["--runtime", "process"])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args([

@@ -860,7 +860,7 @@ where
 
 /// Splits a byte stream into lines on `\n`, cutting lines longer than `max` bytes.
 #[derive(Debug)]
-struct LineSplitter {
+pub(crate) struct LineSplitter {
     pending: Vec<u8>,
     /// Bytes at the start of `pending` known to hold no `\n`.
     scanned: usize,
@@ -868,7 +868,7 @@ struct LineSplitter {
 }
 
 impl LineSplitter {
-    fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         LineSplitter {
             pending: Vec::new(),
             scanned: 0,
@@ -876,7 +876,7 @@ impl LineSplitter {
         }
     }
 
-    fn push(&mut self, data: &[u8], mut emit: impl FnMut(String)) {
+    pub(crate) fn push(&mut self, data: &[u8], mut emit: impl FnMut(String)) {
         self.pending.extend_from_slice(data);
         let mut start = 0;
         loop {
@@ -905,7 +905,7 @@ impl LineSplitter {
         self.pending.drain(..start);
     }
 
-    fn finish(&mut self, mut emit: impl FnMut(String)) {
+    pub(crate) fn finish(&mut self, mut emit: impl FnMut(String)) {
         if !self.pending.is_empty() {
             emit(String::from_utf8_lossy(&self.pending).into_owned());
         }
