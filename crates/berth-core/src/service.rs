@@ -125,7 +125,7 @@ fn deployment_config(
     let (max_default, min_default) = if daemon { (100, 0) } else { (200, 100) };
     let max = *c.maximum_percent.get_or_insert(max_default);
     let min = *c.minimum_healthy_percent.get_or_insert(min_default);
-    if min < 0 || min > 100 {
+    if !(0..=100).contains(&min) {
         return Err(EcsError::invalid(
             "minimumHealthyPercent must be between 0 and 100.",
         ));
@@ -151,12 +151,7 @@ fn deployment_config(
     Ok(c)
 }
 
-fn find<'p>(
-    p: &'p Partition,
-    ctx: &Ctx<'_>,
-    cluster_name: &str,
-    reference: &str,
-) -> Option<String> {
+fn find(p: &Partition, ctx: &Ctx<'_>, cluster_name: &str, reference: &str) -> Option<String> {
     let name = if reference.starts_with("arn:") {
         let parsed = arn::parse(reference)?;
         if parsed.resource_type != "service"
@@ -833,6 +828,25 @@ fn reconcile_one(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str) {
     }
     let daemon = rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon);
     let instances = daemon.then(|| daemon_instances(p, ctx, &rec));
+    // A DAEMON service's desired count is its number of eligible instances (as ECS shows it,
+    // and as `aws ecs wait services-stable` compares it with runningCount).
+    if let Some(list) = &instances
+        && !draining
+    {
+        let n = i32::try_from(list.len()).unwrap_or(i32::MAX);
+        if rec.service.desired_count != Some(n)
+            && let Some(r) = p.services.get_mut(k)
+        {
+            r.service.desired_count = Some(n);
+            for d in r.service.deployments.iter_mut().flatten() {
+                if d.status.as_deref() == Some("PRIMARY") {
+                    d.desired_count = Some(n);
+                }
+            }
+            r.steady = false;
+            save(p, ctx, k);
+        }
+    }
     let config = rec
         .service
         .deployment_configuration

@@ -11,8 +11,11 @@
 //!   failed tasks, counted until the deployment has a task running successfully;
 //! - tasks that keep failing to start are retried with growing delays (throttling).
 //!
-//! Berth counts a RUNNING task without essential health checks as healthy at once (ECS waits
-//! 40 s); with health checks it must be HEALTHY.
+//! A task of the PRIMARY deployment counts toward minimumHealthyPercent (so that old tasks may
+//! be stopped in its place) and toward the deployment's completion once it has been RUNNING —
+//! and HEALTHY, if it has essential health checks — for [`HEALTHY_AFTER_MS`]. ECS waits 40 s
+//! for tasks without health checks; Berth waits less so that deployments stay quick, but long
+//! enough that a new task that dies as it starts never lets the scheduler stop a good one.
 
 /// What the planner needs to know about one task of the service.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +180,10 @@ pub fn throttle_delay_ms(failures: u32) -> i64 {
 /// proven, so that later failures no longer count toward the breaker.
 pub const PROVEN_AFTER_MS: i64 = 5_000;
 
+/// How long a new (PRIMARY) task must have been RUNNING and healthy before it counts toward
+/// minimumHealthyPercent and toward its deployment's completion.
+pub const HEALTHY_AFTER_MS: i64 = 5_000;
+
 fn upper_bound(desired: i32, max_percent: i32) -> i32 {
     (i64::from(desired) * i64::from(max_percent) / 100)
         .try_into()
@@ -297,7 +304,16 @@ pub fn plan(
         .collect();
 
     if let Some(instances) = &s.daemon_instances {
-        return plan_daemon(s, primary, instances, &active, out);
+        return plan_daemon(
+            s,
+            primary,
+            deployments,
+            tasks,
+            instances,
+            &active,
+            now_ms,
+            out,
+        );
     }
 
     let desired = s.desired.max(0);
@@ -306,7 +322,9 @@ pub fn plan(
     let min_healthy = lower_bound(desired, s.min_percent);
     let (mut prim, old): (Vec<&TaskView>, Vec<&TaskView>) =
         active.iter().partition(|t| t.deployment == primary.id);
-    let healthy_prim = n(prim.iter().filter(|t| t.healthy).count());
+    // New tasks count once they have stayed up a while: one that is RUNNING for an instant
+    // before it crashes must not let an old, good task be stopped in its place.
+    let healthy_prim = n(prim.iter().filter(|t| settled(t, now_ms)).count());
     let healthy_old = n(old.iter().filter(|t| t.healthy).count());
     let total = n(prim.len() + old.len());
     let _ = healthy_old;
@@ -330,15 +348,17 @@ pub fn plan(
     let want = desired - prim_after;
     let room = max_total - (total - n(stops.len()));
     let mut launched = 0;
-    if want > 0 && room > 0 && primary.rollout != Rollout::Failed {
-        if now_ms >= s.launch_not_before_ms {
-            launched = want.min(room);
-            out.push(Action::Launch {
-                deployment: primary.id.clone(),
-                count: launched,
-                instance: None,
-            });
-        }
+    if want > 0
+        && room > 0
+        && primary.rollout != Rollout::Failed
+        && now_ms >= s.launch_not_before_ms
+    {
+        launched = want.min(room);
+        out.push(Action::Launch {
+            deployment: primary.id.clone(),
+            count: launched,
+            instance: None,
+        });
     }
 
     // Drain old deployments without going under minimumHealthyPercent.
@@ -384,13 +404,30 @@ pub fn plan(
         });
     }
 
-    // Deployment lifecycle.
+    let ready = healthy_prim >= desired && n(prim.len()) == desired;
+    lifecycle(s, primary, deployments, tasks, ready, &mut out);
+    out
+}
+
+/// Retire older deployments that have no tasks left, and complete the primary once it is
+/// `ready` (its tasks all up and healthy) and no older deployment has tasks.
+fn lifecycle(
+    s: &ServiceView,
+    primary: &DeploymentView,
+    deployments: &[DeploymentView],
+    tasks: &[TaskView],
+    ready: bool,
+    out: &mut Vec<Action>,
+) {
     for d in deployments.iter().filter(|d| !d.primary) {
         let remaining = tasks
             .iter()
             .filter(|t| t.deployment == d.id && !t.stopped)
             .count();
-        if remaining == 0 {
+        // A deployment the circuit breaker failed stays listed (ACTIVE, rolloutState FAILED)
+        // while the deployment that replaced it (the rollback) is in progress, as on ECS.
+        let shown = d.rollout == Rollout::Failed && primary.rollout == Rollout::InProgress;
+        if remaining == 0 && !shown {
             out.push(Action::Retire {
                 deployment: d.id.clone(),
             });
@@ -399,11 +436,7 @@ pub fn plan(
     let olds_left = deployments
         .iter()
         .any(|d| !d.primary && tasks.iter().any(|t| t.deployment == d.id && !t.stopped));
-    if primary.rollout == Rollout::InProgress
-        && healthy_prim >= desired
-        && n(prim.len()) == desired
-        && !olds_left
-    {
+    if primary.rollout == Rollout::InProgress && ready && !olds_left {
         out.push(Action::Rollout {
             deployment: primary.id.clone(),
             state: Rollout::Completed,
@@ -414,16 +447,27 @@ pub fn plan(
             s.name, primary.id
         )));
     }
-    out
 }
 
+/// Whether a task has been RUNNING and healthy for [`HEALTHY_AFTER_MS`].
+fn settled(t: &TaskView, now_ms: i64) -> bool {
+    t.healthy
+        && t.started_at_ms
+            .is_some_and(|st| now_ms - st >= HEALTHY_AFTER_MS)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn plan_daemon(
     s: &ServiceView,
     primary: &DeploymentView,
+    deployments: &[DeploymentView],
+    tasks: &[TaskView],
     instances: &[String],
     active: &[&TaskView],
+    now_ms: i64,
     mut out: Vec<Action>,
 ) -> Vec<Action> {
+    let mut stopped_any = false;
     for t in active {
         let eligible = t.instance.as_ref().is_some_and(|i| instances.contains(i));
         if !eligible {
@@ -431,26 +475,39 @@ fn plan_daemon(
                 task: t.id.clone(),
                 reason: "Instance is no longer eligible for the daemon service".into(),
             });
+            stopped_any = true;
         } else if t.deployment != primary.id {
             out.push(Action::Stop {
                 task: t.id.clone(),
                 reason: format!("Scaling activity initiated by (deployment {})", primary.id),
             });
+            stopped_any = true;
         }
     }
-    if s.launch_not_before_ms > 0 {
-        // Throttled: the shell re-plans after the delay.
-    }
+    // Throttled (tasks keep failing to start): the shell re-plans after the delay.
+    let may_launch = now_ms >= s.launch_not_before_ms && primary.rollout != Rollout::Failed;
+    let mut launched_any = false;
     for i in instances {
         let has = active.iter().any(|t| t.instance.as_ref() == Some(i));
-        if !has {
+        if !has && may_launch {
             out.push(Action::Launch {
                 deployment: primary.id.clone(),
                 count: 1,
                 instance: Some(i.clone()),
             });
+            launched_any = true;
         }
     }
+    // Complete once every eligible instance runs one settled task of the primary.
+    let ready = !stopped_any
+        && !launched_any
+        && active.len() == instances.len()
+        && instances.iter().all(|i| {
+            active.iter().any(|t| {
+                t.instance.as_ref() == Some(i) && t.deployment == primary.id && settled(t, now_ms)
+            })
+        });
+    lifecycle(s, primary, deployments, tasks, ready, &mut out);
     out
 }
 
@@ -533,17 +590,83 @@ mod tests {
     #[test]
     fn steady_service_completes_and_then_does_nothing() {
         let tasks = vec![task("a", "d1", true), task("b", "d1", true)];
-        let a = plan(&svc(2, 200, 100), &[dep("d1", true)], &tasks, 0);
-        assert!(matches!(
-            a[0],
-            Action::Rollout {
-                state: Rollout::Completed,
-                ..
-            }
-        ));
+        // Not before the tasks have been up for a while.
+        assert!(plan(&svc(2, 200, 100), &[dep("d1", true)], &tasks, 0).is_empty());
+        let later = HEALTHY_AFTER_MS;
+        let a = plan(&svc(2, 200, 100), &[dep("d1", true)], &tasks, later);
+        assert!(
+            a.iter().any(|x| matches!(
+                x,
+                Action::Rollout {
+                    state: Rollout::Completed,
+                    ..
+                }
+            )),
+            "{a:?}"
+        );
         let mut done = dep("d1", true);
         done.rollout = Rollout::Completed;
-        assert!(plan(&svc(2, 200, 100), &[done], &tasks, 0).is_empty());
+        assert!(plan(&svc(2, 200, 100), &[done], &tasks, later).is_empty());
+    }
+
+    /// A new task that is RUNNING for an instant (and then crashes) must not count toward
+    /// minimumHealthyPercent: with min 100 % no old task may be stopped for it.
+    #[test]
+    fn a_task_that_just_started_does_not_replace_a_good_one() {
+        let now = 100_000;
+        let old = vec![task("o1", "d0", true), task("o2", "d0", true)];
+        let mut tasks = old.clone();
+        for id in ["n1", "n2"] {
+            let mut t = task(id, "d1", true);
+            t.started_at_ms = Some(now - 10);
+            tasks.push(t);
+        }
+        let deps = [dep("d1", true), dep("d0", false)];
+        let a = plan(&svc(2, 200, 100), &deps, &tasks, now);
+        assert!(!a.iter().any(|x| matches!(x, Action::Stop { .. })), "{a:?}");
+        // Once they have stayed up, the old ones go.
+        let a = plan(&svc(2, 200, 100), &deps, &tasks, now + HEALTHY_AFTER_MS);
+        for o in ["o1", "o2"] {
+            assert!(
+                a.iter()
+                    .any(|x| matches!(x, Action::Stop { task, .. } if task == o)),
+                "{a:?}"
+            );
+        }
+    }
+
+    /// After the breaker trips and the service rolls back, the failed deployment stays listed
+    /// (FAILED) until the rollback completes, even though it has no tasks left.
+    #[test]
+    fn failed_deployment_is_listed_until_the_rollback_completes() {
+        let mut failed = dep("f", false);
+        failed.rollout = Rollout::Failed;
+        let mut gone = task("x", "f", false);
+        gone.stopped = true;
+        gone.failed = true;
+        gone.desired_running = false;
+        let mut tasks = vec![gone];
+        let a = plan(
+            &svc(2, 200, 100),
+            &[dep("rb", true), failed.clone()],
+            &tasks,
+            0,
+        );
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Retire { .. })),
+            "{a:?}"
+        );
+        tasks.push(task("a", "rb", true));
+        tasks.push(task("b", "rb", true));
+        let mut done = dep("rb", true);
+        done.rollout = Rollout::Completed;
+        let a = plan(&svc(2, 200, 100), &[done, failed], &tasks, 0);
+        assert!(
+            a.contains(&Action::Retire {
+                deployment: "f".into()
+            }),
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -588,6 +711,91 @@ mod tests {
             }),
             "{a:?}"
         );
+    }
+
+    fn on(mut t: TaskView, instance: &str) -> TaskView {
+        t.instance = Some(instance.into());
+        t
+    }
+
+    fn daemon(instances: &[&str]) -> ServiceView {
+        let mut s = svc(i32::try_from(instances.len()).unwrap(), 100, 0);
+        s.daemon_instances = Some(instances.iter().map(|i| (*i).to_string()).collect());
+        s
+    }
+
+    /// A DAEMON deployment replaces the old one's tasks instance by instance, then completes,
+    /// and the old deployment is retired.
+    #[test]
+    fn daemon_deployment_completes_and_the_old_one_is_retired() {
+        let s = daemon(&["i1", "i2"]);
+        let deps = [dep("d2", true), dep("d1", false)];
+        let old = vec![
+            on(task("o1", "d1", true), "i1"),
+            on(task("o2", "d1", true), "i2"),
+        ];
+        let a = plan(&s, &deps, &old, 100_000);
+        for o in ["o1", "o2"] {
+            assert!(
+                a.iter()
+                    .any(|x| matches!(x, Action::Stop { task, .. } if task == o)),
+                "{a:?}"
+            );
+        }
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, Action::Rollout { .. } | Action::Retire { .. })),
+            "{a:?}"
+        );
+        let mut tasks: Vec<TaskView> = old
+            .into_iter()
+            .map(|mut t| {
+                t.stopped = true;
+                t.desired_running = false;
+                t
+            })
+            .collect();
+        tasks.push(on(task("n1", "d2", true), "i1"));
+        tasks.push(on(task("n2", "d2", true), "i2"));
+        let a = plan(&s, &deps, &tasks, 100_000);
+        assert!(
+            a.contains(&Action::Retire {
+                deployment: "d1".into()
+            }),
+            "{a:?}"
+        );
+        assert!(
+            a.iter().any(|x| matches!(
+                x,
+                Action::Rollout {
+                    state: Rollout::Completed,
+                    ..
+                }
+            )),
+            "{a:?}"
+        );
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Launch { .. })),
+            "{a:?}"
+        );
+    }
+
+    /// Daemon tasks that keep failing to start are not relaunched in a hot loop.
+    #[test]
+    fn daemon_launches_are_throttled() {
+        let mut s = daemon(&["i1"]);
+        s.launch_not_before_ms = 10_000;
+        let deps = [dep("d1", true)];
+        assert!(
+            !plan(&s, &deps, &[], 9_999)
+                .iter()
+                .any(|x| matches!(x, Action::Launch { .. }))
+        );
+        assert!(plan(&s, &deps, &[], 10_000).contains(&Action::Launch {
+            deployment: "d1".into(),
+            count: 1,
+            instance: Some("i1".into())
+        }));
     }
 
     #[test]
