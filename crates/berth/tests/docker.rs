@@ -1,0 +1,537 @@
+#![allow(clippy::unwrap_used)]
+//! End-to-end tests of the Docker runtime: `berth up --runtime docker` driven with the real
+//! `aws` CLI against the machine's Docker Engine. There is no registry: the tests use the local
+//! image `berth-test/busybox:latest` (`FROM scratch` + Debian's static busybox), which
+//! `.ci/run` builds (and which these tests build themselves when `/bin/busybox` exists).
+//!
+//! Docker must answer in CI (`CI` set): there the tests fail without it. Elsewhere they are
+//! skipped, with a message, when no engine answers.
+//!
+//! Every container and volume a test's Berth creates carries that agent's `berth.agent` label
+//! and is removed when the test ends, pass or fail.
+
+mod common;
+
+use common::{AwsResultExt, Berth, Options, example, run_with_timeout};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The local test image.
+const IMAGE: &str = "berth-test/busybox:latest";
+
+// -------------------------------------------------------------------- fixture
+
+/// `docker ARGS...` → (success, stdout, stderr).
+fn docker(args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new("docker");
+    cmd.args(args);
+    let (status, out, err) = run_with_timeout(cmd, Duration::from_secs(60));
+    (status.success(), out, err)
+}
+
+/// Whether the tests can run: an engine answers and the test image exists (built if needed).
+/// Panics in CI when they cannot.
+fn docker_ready() -> bool {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    let engine = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !engine {
+        assert!(!ci, "CI is set but no Docker engine answers");
+        eprintln!("skipping: no Docker engine answers (and CI is not set)");
+        return false;
+    }
+    if !docker(&["image", "inspect", IMAGE]).0 {
+        build_test_image();
+    }
+    true
+}
+
+/// `FROM scratch` + /bin/busybox + its applets, as `.ci/run` builds it.
+fn build_test_image() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("/bin/busybox (apt-get install busybox-static) to build the test image");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+    )
+    .unwrap();
+    let (ok, _, err) = docker(&[
+        "build",
+        "-q",
+        "-t",
+        IMAGE,
+        &dir.path().display().to_string(),
+    ]);
+    assert!(ok, "building {IMAGE}: {err}");
+}
+
+/// A `berth up --runtime docker`, whose containers are removed when it is dropped.
+struct DockerBerth {
+    berth: Berth,
+    agent_id: String,
+}
+
+impl DockerBerth {
+    fn start() -> DockerBerth {
+        let berth = Berth::start_with(Options {
+            args: [
+                "--runtime",
+                "docker",
+                "--agent-cpu",
+                "4096",
+                "--agent-memory",
+                "4096",
+            ]
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+            ..Options::default()
+        });
+        assert!(
+            berth
+                .banner
+                .iter()
+                .any(|l| l.contains("local agent: Docker runtime")),
+            "{:#?}",
+            berth.banner
+        );
+        let agent_id = std::fs::read_to_string(berth.data_dir().join("agent/docker-agent-id"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let db = DockerBerth { berth, agent_id };
+        wait_until("the local agent", secs(20), || {
+            let v = db.b().ecs_ok("ListContainerInstances", &json!({}));
+            (!v["containerInstanceArns"].as_array().unwrap().is_empty()).then_some(())
+        });
+        db
+    }
+
+    fn b(&self) -> &Berth {
+        &self.berth
+    }
+
+    /// Ids of this agent's containers (all states).
+    fn containers(&self) -> Vec<String> {
+        let filter = format!("label=berth.agent={}", self.agent_id);
+        let (ok, out, err) = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]);
+        assert!(ok, "{err}");
+        out.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn register(&self, td: &Value) {
+        self.b().register(td).json();
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut all = vec!["ecs", "run-task"];
+        all.extend_from_slice(args);
+        let v = self.b().aws(&all).json();
+        assert_eq!(v["failures"], json!([]), "{v:#}");
+        v["tasks"][0]["taskArn"].as_str().unwrap().to_string()
+    }
+
+    fn run_awsvpc(&self, family: &str) -> String {
+        self.run(&[
+            "--task-definition",
+            family,
+            "--launch-type",
+            "FARGATE",
+            "--network-configuration",
+            "awsvpcConfiguration={subnets=[subnet-local]}",
+        ])
+    }
+
+    /// DescribeTasks over raw HTTP (for polling).
+    fn task(&self, arn: &str) -> Value {
+        let v = self.b().ecs_ok("DescribeTasks", &json!({"tasks": [arn]}));
+        v["tasks"][0].clone()
+    }
+
+    /// DescribeTasks with the aws CLI (for final observations).
+    fn describe(&self, arn: &str) -> Value {
+        let v = self
+            .b()
+            .aws(&["ecs", "describe-tasks", "--tasks", arn])
+            .json();
+        v["tasks"][0].clone()
+    }
+
+    fn wait_status(&self, arn: &str, status: &str, timeout: Duration) -> Value {
+        wait_until(&format!("{arn} {status}"), timeout, || {
+            let t = self.task(arn);
+            (t["lastStatus"] == status).then_some(t)
+        })
+    }
+}
+
+impl Drop for DockerBerth {
+    fn drop(&mut self) {
+        // Twice: a runner may create a container between the listing and the removal.
+        for _ in 0..2 {
+            let ids = self.containers();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = docker(&args);
+            }
+        }
+        let filter = format!("label=berth.agent={}", self.agent_id);
+        let (_, vols, _) = docker(&["volume", "ls", "-q", "--filter", &filter]);
+        for v in vols.split_whitespace() {
+            let _ = docker(&["volume", "rm", "-f", v]);
+        }
+        // The awsvpc network is shared by agents; it goes once nothing uses it.
+        let _ = docker(&["network", "rm", "berth-awsvpc"]);
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, or panic after `timeout`.
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn container<'a>(task: &'a Value, name: &str) -> &'a Value {
+    task["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {task:#}"))
+}
+
+/// GET `path` from 127.0.0.1:`port` (retried while the server comes up).
+fn http_get(port: u16, path: &str) -> common::HttpResponse {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wait_until(&format!("HTTP on port {port}"), secs(15), || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        std::panic::catch_unwind(|| common::http_request(addr, "GET", path, &[], b"")).ok()
+    })
+}
+
+/// `docker inspect` of one container.
+fn inspect(id: &str) -> Value {
+    let (ok, out, err) = docker(&["inspect", id]);
+    assert!(ok, "{err}");
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+fn sh(script: &str) -> Value {
+    json!(["sh", "-c", script])
+}
+
+// -------------------------------------------------------------------- tests
+
+/// The seed's my-web-app with its image swapped for busybox httpd answers from the host on
+/// its published port; two containers of one awsvpc task talk over localhost.
+#[test]
+fn awsvpc_web_app_answers_from_the_host_and_shares_localhost() {
+    if !docker_ready() {
+        return;
+    }
+    let d = DockerBerth::start();
+    let mut td: Value =
+        serde_json::from_slice(&std::fs::read(example("my-web-app.json")).unwrap()).unwrap();
+    let web = &mut td["containerDefinitions"][0];
+    web["image"] = json!(IMAGE);
+    web["command"] = sh(
+        "mkdir -p /www && echo hello from berth > /www/index.html && exec httpd -f -p 80 -h /www",
+    );
+    // The log group of the seed's awslogs configuration does not exist here.
+    web.as_object_mut().unwrap().remove("logConfiguration");
+    d.register(&td);
+    d.register(&json!({
+        "family": "pair",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [
+            {
+                "name": "server",
+                "image": IMAGE,
+                "command": sh("mkdir -p /w && echo pong > /w/ping && exec httpd -f -p 8081 -h /w"),
+                "portMappings": [{"containerPort": 8081}],
+            },
+            {
+                "name": "client",
+                "image": IMAGE,
+                "essential": false,
+                "dependsOn": [{"containerName": "server", "condition": "START"}],
+                "command": sh(
+                    "for i in $(seq 1 50); do r=$(wget -q -O - http://127.0.0.1:8081/ping) && [ \"$r\" = pong ] && exit 0; sleep 0.2; done; exit 1"
+                ),
+            },
+        ],
+    }));
+    let web_task = d.run_awsvpc("my-web-app");
+    let pair = d.run_awsvpc("pair");
+    let t = d.wait_status(&web_task, "RUNNING", secs(30));
+    let c = container(&t, "web-server");
+    assert!(
+        c["networkBindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["hostPort"] == 80 && b["containerPort"] == 80),
+        "{c:#}"
+    );
+    let r = http_get(80, "/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text().trim(), "hello from berth");
+
+    // The client reached the server on localhost and exited 0; the task keeps running.
+    wait_until("the client's exit", secs(30), || {
+        let t = d.task(&pair);
+        (container(&t, "client")["lastStatus"] == "STOPPED").then_some(())
+    });
+    let t = d.describe(&pair);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    assert_eq!(container(&t, "client")["exitCode"], 0, "{t:#}");
+    // Both containers share the pause container's network namespace.
+    let server = inspect(container(&t, "server")["runtimeId"].as_str().unwrap());
+    let mode = server["HostConfig"]["NetworkMode"].as_str().unwrap();
+    assert!(mode.starts_with("container:"), "{mode}");
+
+    d.b().aws(&["ecs", "stop-task", "--task", &web_task]).json();
+    d.b().aws(&["ecs", "stop-task", "--task", &pair]).json();
+    let t = d.wait_status(&web_task, "STOPPED", secs(60));
+    assert_eq!(t["stopCode"], "UserInitiated", "{t:#}");
+}
+
+/// The seed definitions name images of a registry this machine cannot reach.
+#[test]
+fn seed_images_without_a_registry_fail_to_pull() {
+    if !docker_ready() {
+        return;
+    }
+    let d = DockerBerth::start();
+    for seed in ["my-web-app.json", "data-processor.json"] {
+        let url = format!("file://{}", example(seed).display());
+        d.b()
+            .aws(&["ecs", "register-task-definition", "--cli-input-json", &url])
+            .json();
+    }
+    for family in ["my-web-app", "data-processor"] {
+        let arn = d.run_awsvpc(family);
+        d.wait_status(&arn, "STOPPED", secs(60));
+        let t = d.describe(&arn);
+        assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
+        let reason = t["stoppedReason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("CannotPullContainerError: "),
+            "{family}: {reason}"
+        );
+        assert!(t["pullStartedAt"].is_number(), "{t:#}");
+        assert!(t.get("startedAt").is_none(), "{t:#}");
+    }
+    assert_eq!(d.containers(), Vec::<String>::new());
+}
+
+/// A container over its memory limit is OOM-killed and reported as ECS reports it; limits
+/// reach the engine.
+#[test]
+fn memory_limits_oom_kills_and_cpu_limits() {
+    if !docker_ready() {
+        return;
+    }
+    let d = DockerBerth::start();
+    d.register(&json!({
+        "family": "limits",
+        "cpu": "512",
+        "memory": "256",
+        "containerDefinitions": [
+            {
+                "name": "hog",
+                "image": IMAGE,
+                "essential": false,
+                "memory": 16,
+                "command": sh("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"),
+            },
+            {
+                "name": "steady",
+                "image": IMAGE,
+                "cpu": 256,
+                "memory": 64,
+                "memoryReservation": 32,
+                "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}],
+                "linuxParameters": {"initProcessEnabled": true},
+                "readonlyRootFilesystem": true,
+                "dockerLabels": {"team": "berth"},
+                "command": sh("sleep 600"),
+            },
+        ],
+    }));
+    let arn = d.run(&["--task-definition", "limits"]);
+    wait_until("the hog's OOM kill", secs(60), || {
+        let t = d.task(&arn);
+        (container(&t, "hog")["lastStatus"] == "STOPPED").then_some(())
+    });
+    let t = d.describe(&arn);
+    let hog = container(&t, "hog");
+    assert_eq!(hog["exitCode"], 137, "{hog:#}");
+    assert_eq!(
+        hog["reason"], "OutOfMemoryError: Container killed due to memory usage",
+        "{hog:#}"
+    );
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+
+    let steady = inspect(container(&t, "steady")["runtimeId"].as_str().unwrap());
+    let hc = &steady["HostConfig"];
+    assert_eq!(hc["Memory"], 64 * 1024 * 1024, "{hc:#}");
+    assert_eq!(hc["MemoryReservation"], 32 * 1024 * 1024, "{hc:#}");
+    assert_eq!(hc["CpuShares"], 256, "{hc:#}");
+    assert_eq!(hc["NanoCpus"], 500_000_000, "{hc:#}");
+    assert_eq!(hc["ReadonlyRootfs"], true, "{hc:#}");
+    assert_eq!(hc["Init"], true, "{hc:#}");
+    assert_eq!(hc["Ulimits"][0]["Name"], "nofile", "{hc:#}");
+    assert_eq!(hc["Ulimits"][0]["Hard"], 2048, "{hc:#}");
+    let labels = &steady["Config"]["Labels"];
+    assert_eq!(labels["team"], "berth");
+    assert_eq!(labels["com.amazonaws.ecs.task-arn"], arn.as_str());
+    assert_eq!(labels["com.amazonaws.ecs.container-name"], "steady");
+    assert_eq!(labels["com.amazonaws.ecs.cluster"], "default");
+    assert_eq!(labels["com.amazonaws.ecs.task-definition-family"], "limits");
+    assert_eq!(labels["com.amazonaws.ecs.task-definition-version"], "1");
+    let hog = inspect(container(&t, "hog")["runtimeId"].as_str().unwrap());
+    assert_eq!(hog["HostConfig"]["Memory"], 16 * 1024 * 1024);
+    assert_eq!(hog["State"]["OOMKilled"], true);
+    // Task-level memory caps a container without its own limit... and `steady` keeps its own.
+    d.b().aws(&["ecs", "stop-task", "--task", &arn]).json();
+    d.wait_status(&arn, "STOPPED", secs(60));
+}
+
+/// Bridge mode with hostPort 0: the engine's dynamic port is reported and answers; a failing
+/// health check turns the container and the task UNHEALTHY.
+#[test]
+fn bridge_dynamic_port_and_unhealthy_container() {
+    if !docker_ready() {
+        return;
+    }
+    let d = DockerBerth::start();
+    d.register(&json!({
+        "family": "bridged",
+        "networkMode": "bridge",
+        "containerDefinitions": [{
+            "name": "web",
+            "image": IMAGE,
+            "memory": 32,
+            "command": sh("mkdir -p /w && echo dynamic > /w/index.html && exec httpd -f -p 8080 -h /w"),
+            "portMappings": [{"containerPort": 8080, "hostPort": 0}],
+            "healthCheck": {
+                "command": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/missing"],
+                "interval": 5,
+                "timeout": 2,
+                "retries": 1,
+            },
+        }],
+    }));
+    let arn = d.run(&["--task-definition", "bridged"]);
+    let t = d.wait_status(&arn, "RUNNING", secs(30));
+    let web = container(&t, "web");
+    let binding = web["networkBindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bindIP"] == "0.0.0.0")
+        .unwrap_or_else(|| panic!("{web:#}"))
+        .clone();
+    assert_eq!(binding["containerPort"], 8080);
+    assert_eq!(binding["protocol"], "tcp");
+    let port = u16::try_from(binding["hostPort"].as_i64().unwrap()).unwrap();
+    assert!(port > 1024, "{binding}");
+    let r = http_get(port, "/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().trim(), "dynamic");
+
+    wait_until("UNHEALTHY", secs(30), || {
+        let t = d.task(&arn);
+        (container(&t, "web")["healthStatus"] == "UNHEALTHY").then_some(())
+    });
+    let t = d.describe(&arn);
+    assert_eq!(container(&t, "web")["healthStatus"], "UNHEALTHY", "{t:#}");
+    assert_eq!(t["healthStatus"], "UNHEALTHY", "{t:#}");
+    assert_eq!(
+        t["lastStatus"], "RUNNING",
+        "a standalone task keeps running: {t:#}"
+    );
+    let info = inspect(container(&t, "web")["runtimeId"].as_str().unwrap());
+    assert_eq!(info["State"]["Health"]["Status"], "unhealthy");
+    d.b().aws(&["ecs", "stop-task", "--task", &arn]).json();
+    d.wait_status(&arn, "STOPPED", secs(60));
+}
+
+/// SIGKILL `berth up` and start it again: the running container is re-adopted (same id,
+/// nothing started twice, no orphan), and its later exit is recorded.
+#[test]
+fn sigkill_and_restart_readopts_running_containers() {
+    if !docker_ready() {
+        return;
+    }
+    let mut d = DockerBerth::start();
+    d.register(&json!({
+        "family": "survivor",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": IMAGE,
+            "memory": 32,
+            "stopTimeout": 2,
+            "command": sh("echo up; while [ ! -f /done ]; do sleep 0.2; done; echo leaving; exit 5"),
+        }],
+    }));
+    let arn = d.run(&["--task-definition", "survivor"]);
+    let t = d.wait_status(&arn, "RUNNING", secs(30));
+    let id = container(&t, "main")["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(d.containers(), vec![id.clone()]);
+
+    d.berth.restart();
+    wait_until(
+        "the restarted agent to re-adopt the container",
+        secs(30),
+        || {
+            d.b()
+                .stderr()
+                .contains("re-adopted a container")
+                .then_some(())
+        },
+    );
+    // Same container, still running, nothing new.
+    let t = d.describe(&arn);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    assert_eq!(container(&t, "main")["runtimeId"], id.as_str());
+    assert_eq!(d.containers(), vec![id.clone()]);
+    assert_eq!(inspect(&id)["State"]["Running"], true);
+
+    // Its exit after the restart is recorded.
+    let (ok, _, err) = docker(&["exec", &id, "touch", "/done"]);
+    assert!(ok, "{err}");
+    d.wait_status(&arn, "STOPPED", secs(30));
+    let t = d.describe(&arn);
+    assert_eq!(t["stopCode"], "EssentialContainerExited", "{t:#}");
+    assert_eq!(container(&t, "main")["exitCode"], 5, "{t:#}");
+    assert_eq!(d.containers(), vec![id.clone()], "no orphan, nothing twice");
+    let (ok, logs, _) = docker(&["logs", &id]);
+    assert!(ok);
+    assert_eq!(logs.matches("up").count(), 1, "started once: {logs}");
+}
