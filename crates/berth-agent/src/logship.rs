@@ -559,6 +559,28 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Append `event` to `out`, as several events when its message is longer than CloudWatch
+/// allows.
+fn split_into(event: LogLine, out: &mut Vec<LogLine>) {
+    if event.message.len() <= MAX_MESSAGE_BYTES {
+        out.push(event);
+        return;
+    }
+    let mut rest = event.message.as_str();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(MAX_MESSAGE_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        out.push(LogLine {
+            timestamp_ms: event.timestamp_ms,
+            message: piece.to_string(),
+        });
+        rest = tail;
+    }
+}
+
 /// One container's output on its way to a log stream.
 pub struct StreamWriter {
     shipper: LogShipper,
@@ -584,87 +606,105 @@ impl StreamWriter {
 
     /// One captured line. Empty lines are not events (CloudWatch refuses empty messages).
     pub async fn push(&mut self, timestamp_ms: i64, line: String) {
-        match &self.multiline {
-            None => {
-                if !line.is_empty() {
-                    self.emit(LogLine {
+        self.push_all([(timestamp_ms, line)]).await;
+    }
+
+    /// Captured lines, in order: (capture time in ms, line).
+    pub async fn push_all(&mut self, lines: impl IntoIterator<Item = (i64, String)>) {
+        let mut events = Vec::new();
+        for (timestamp_ms, line) in lines {
+            self.collect(timestamp_ms, line, &mut events);
+        }
+        self.enqueue_all(events).await;
+    }
+
+    /// Turn a line into events (joining multi-line events), appended to `out`.
+    fn collect(&mut self, timestamp_ms: i64, line: String, out: &mut Vec<LogLine>) {
+        let Some(start) = &self.multiline else {
+            if !line.is_empty() {
+                split_into(
+                    LogLine {
                         timestamp_ms,
                         message: line,
-                    })
-                    .await;
-                }
+                    },
+                    out,
+                );
             }
-            Some(start) => {
-                let starts = start.is_match(&line);
-                match self.partial.as_mut() {
-                    Some(p) if !starts && p.message.len() + 1 + line.len() <= MAX_MESSAGE_BYTES => {
-                        p.message.push('\n');
-                        p.message.push_str(&line);
-                    }
-                    _ => {
-                        self.flush_partial().await;
-                        self.partial = Some(LogLine {
-                            timestamp_ms,
-                            message: line,
-                        });
-                    }
+            return;
+        };
+        let starts = start.is_match(&line);
+        match self.partial.as_mut() {
+            Some(p) if !starts && p.message.len() + 1 + line.len() <= MAX_MESSAGE_BYTES => {
+                p.message.push('\n');
+                p.message.push_str(&line);
+            }
+            _ => {
+                if let Some(p) = self.partial.take()
+                    && !p.message.trim_end_matches('\n').is_empty()
+                {
+                    split_into(p, out);
                 }
+                self.partial = Some(LogLine {
+                    timestamp_ms,
+                    message: line,
+                });
             }
         }
     }
 
     /// Send a pending multi-line event now.
     pub async fn flush_partial(&mut self) {
+        let mut out = Vec::new();
         if let Some(p) = self.partial.take()
             && !p.message.trim_end_matches('\n').is_empty()
         {
-            self.emit(p).await;
+            split_into(p, &mut out);
         }
+        self.enqueue_all(out).await;
     }
 
-    async fn emit(&mut self, event: LogLine) {
-        // CloudWatch's event size limit: longer messages become several events.
-        let mut rest = event.message.as_str();
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(MAX_MESSAGE_BYTES);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let (piece, tail) = rest.split_at(cut);
-            self.enqueue(LogLine {
-                timestamp_ms: event.timestamp_ms,
-                message: piece.to_string(),
-            })
-            .await;
-            rest = tail;
-        }
-    }
-
-    async fn enqueue(&mut self, event: LogLine) {
-        let size = event_bytes(&event);
-        loop {
+    /// Queue events under one lock per batch: past the buffer, drop them (non-blocking) or
+    /// wait for room (blocking).
+    async fn enqueue_all(&mut self, events: Vec<LogLine>) {
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
             let room = self.shipper.inner.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
+            let mut queued = false;
             {
                 let mut st = self.shipper.lock();
-                let q = st.streams.entry(self.key.clone()).or_default();
-                if q.bytes + size <= self.max_buffer {
-                    q.bytes += size;
-                    q.pending.push_back(event);
-                    drop(st);
-                    self.shipper.inner.work.notify_one();
-                    return;
+                if !st.streams.contains_key(&self.key) {
+                    st.streams.insert(self.key.clone(), Queue::default());
                 }
-                if !self.blocking {
-                    q.dropped += 1;
-                    if q.dropped.is_power_of_two() {
-                        tracing::warn!(group = %self.key.group, stream = %self.key.stream, dropped = q.dropped, "log buffer full (mode non-blocking): dropping events");
-                    }
+                let Some(q) = st.streams.get_mut(&self.key) else {
                     return;
+                };
+                while let Some(e) = events.peek() {
+                    let size = event_bytes(e);
+                    if q.bytes + size <= self.max_buffer {
+                        q.bytes += size;
+                        if let Some(e) = events.next() {
+                            q.pending.push_back(e);
+                        }
+                        queued = true;
+                    } else if self.blocking {
+                        break;
+                    } else {
+                        events.next();
+                        q.dropped += 1;
+                        if q.dropped.is_power_of_two() {
+                            tracing::warn!(group = %self.key.group, stream = %self.key.stream, dropped = q.dropped, "log buffer full (mode non-blocking): dropping events");
+                        }
+                    }
                 }
             }
-            room.await;
+            if queued {
+                self.shipper.inner.work.notify_one();
+            }
+            if events.peek().is_some() {
+                room.await;
+            }
         }
     }
 

@@ -338,7 +338,7 @@ impl Runner {
     }
 
     async fn start_container(&mut self, i: usize, spec: &ContainerSpec) -> Result<(), StartError> {
-        let (out_tx, out_rx) = mpsc::channel::<OutputLine>(1024);
+        let (out_tx, out_rx) = mpsc::channel::<OutputLine>(OUTPUT_CHANNEL_LINES);
         let proc = self.env.runtime.start(spec, out_tx).await?;
         let ship = self.awslogs.get(i).and_then(Option::as_ref).map(|o| {
             let stream = o.stream_name(&spec.container_name, &spec.task_id, &proc.runtime_id());
@@ -431,6 +431,11 @@ impl Runner {
     }
 }
 
+/// Lines of output buffered between the runtime and a container's output task.
+const OUTPUT_CHANNEL_LINES: usize = 16 * 1024;
+/// Most lines an output task handles at once.
+const OUTPUT_BATCH: usize = 1024;
+
 /// Keep a container's output in `<dir>/<container>.log` and, for `awslogs` containers, ship
 /// it to its log stream.
 async fn keep_output(
@@ -455,11 +460,19 @@ async fn keep_output(
             None
         }
     };
+    // Lines are taken in batches: one lock and one wake-up per batch keeps up with chatty
+    // containers (the runtime drops lines when this task falls behind).
+    let mut batch: Vec<OutputLine> = Vec::with_capacity(OUTPUT_BATCH);
     loop {
-        let next = if ship.as_ref().is_some_and(StreamWriter::has_partial) {
+        let got = if ship.as_ref().is_some_and(StreamWriter::has_partial) {
             // A multi-line event goes out after a moment without a new line.
-            match tokio::time::timeout(logship::MULTILINE_FLUSH, rx.recv()).await {
-                Ok(next) => next,
+            match tokio::time::timeout(
+                logship::MULTILINE_FLUSH,
+                rx.recv_many(&mut batch, OUTPUT_BATCH),
+            )
+            .await
+            {
+                Ok(n) => n,
                 Err(_) => {
                     if let Some(w) = ship.as_mut() {
                         w.flush_partial().await;
@@ -468,19 +481,28 @@ async fn keep_output(
                 }
             }
         } else {
-            rx.recv().await
+            rx.recv_many(&mut batch, OUTPUT_BATCH).await
         };
-        let Some(line) = next else { break };
+        if got == 0 {
+            break;
+        }
         if let Some(f) = file.as_mut() {
-            let ok = f.write_all(line.line.as_bytes()).await.is_ok()
-                && f.write_all(b"\n").await.is_ok()
-                && (!rx.is_empty() || f.flush().await.is_ok());
-            if !ok {
+            let mut ok = true;
+            for line in &batch {
+                ok = ok
+                    && f.write_all(line.line.as_bytes()).await.is_ok()
+                    && f.write_all(b"\n").await.is_ok();
+            }
+            if !(ok && (!rx.is_empty() || f.flush().await.is_ok())) {
                 file = None;
             }
         }
-        if let Some(w) = ship.as_mut() {
-            w.push(line.timestamp_ms, line.line).await;
+        match ship.as_mut() {
+            Some(w) => {
+                w.push_all(batch.drain(..).map(|l| (l.timestamp_ms, l.line)))
+                    .await;
+            }
+            None => batch.clear(),
         }
     }
     if let Some(f) = file.as_mut() {

@@ -34,6 +34,17 @@ const MAX_FILTER_SCAN: usize = 200_000;
 /// Rows read per query while filtering.
 const FILTER_CHUNK: usize = 2_000;
 
+/// Rows inserted by one multi-row INSERT.
+const ROWS_PER_INSERT: usize = 100;
+
+static MULTI_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let row = "(?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO events (group_id, stream_id, ts, ingest_ms, message) VALUES {}",
+        vec![row; ROWS_PER_INSERT].join(", ")
+    )
+});
+
 /// Insert events into a stream and keep its statistics. Returns the bytes stored.
 fn insert_events(
     conn: &Connection,
@@ -45,17 +56,29 @@ fn insert_events(
     if events.is_empty() {
         return Ok(0);
     }
-    let mut insert = conn.prepare_cached(
+    // Many rows per statement: fewer statement executions (and AUTOINCREMENT bookkeeping).
+    let mut many = conn.prepare_cached(&MULTI_INSERT)?;
+    let mut one = conn.prepare_cached(
         "INSERT INTO events (group_id, stream_id, ts, ingest_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut bytes = 0i64;
     let mut first = i64::MAX;
     let mut last = i64::MIN;
     for (ts, message) in events {
-        insert.execute(params![g.id, s.id, ts, now_ms, message])?;
         bytes += i64::try_from(message.len()).unwrap_or(i64::MAX);
         first = first.min(*ts);
         last = last.max(*ts);
+    }
+    let mut chunks = events.chunks_exact(ROWS_PER_INSERT);
+    for chunk in chunks.by_ref() {
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(ROWS_PER_INSERT * 5);
+        for (ts, message) in chunk {
+            args.extend_from_slice(&[&g.id, &s.id, ts, &now_ms, message]);
+        }
+        many.execute(args.as_slice())?;
+    }
+    for (ts, message) in chunks.remainder() {
+        one.execute(params![g.id, s.id, ts, now_ms, message])?;
     }
     conn.prepare_cached(
         "UPDATE streams SET
