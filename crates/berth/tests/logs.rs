@@ -1097,6 +1097,8 @@ fn server_restart_under_a_remote_agent_loses_and_doubles_nothing() {
             "1024",
             "--memory",
             "1024",
+            "--runtime",
+            "process",
         ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
