@@ -387,6 +387,15 @@ fn seed_data_processor_runs_three_jobs_at_once() {
         "code=$(( $$ % 200 + 1 )); echo $code > {}/$$; sleep 2; exit $code",
         jobs.dir.path().display()
     );
+    // The seed's awslogs configuration names /ecs/data-processor without awslogs-create-group:
+    // as on ECS, the group must exist or the tasks fail to start.
+    b.aws(&[
+        "logs",
+        "create-log-group",
+        "--log-group-name",
+        "/ecs/data-processor",
+    ])
+    .json();
     let overrides = command_override("processor-container", &jobs.sh(&script));
     let before = common::now_secs();
     let (tasks, failures) = run_task(
