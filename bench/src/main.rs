@@ -5,6 +5,7 @@
 //! cargo run --release -p berth-bench -- runtask [--tasks N] [--rounds R] [--quick]
 //! cargo run --release -p berth-bench -- jobs [--jobs N] [--rounds R] [--quick]
 //! cargo run --release -p berth-bench -- selfheal [--tasks N] [--kills K] [--quick]
+//! cargo run --release -p berth-bench -- docker [--tasks N] [--rounds R] [--quick]
 //! ```
 //! The `berth` binary is taken from `BERTH_BIN` or next to this one (build it with
 //! `cargo build --release -p berth`).
@@ -62,16 +63,16 @@ fn berth_bin() -> Result<PathBuf> {
 
 impl Berth {
     fn start() -> Result<Berth> {
+        Berth::start_with(&["--runtime", "process"])
+    }
+
+    /// `berth up` with `flags` (its runtime, ...).
+    fn start_with(flags: &[&str]) -> Result<Berth> {
         let dir = TempDir::new("data")?;
         let mut child = Command::new(berth_bin()?)
-            .args([
-                "up",
-                "--runtime",
-                "process",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .arg("up")
+            .args(flags)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir.0)
             .env("BERTH_LOG", "warn")
             .stdout(Stdio::piped())
@@ -467,6 +468,120 @@ async fn selfheal(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The local test image (`FROM scratch` + static busybox; `.ci/run` builds it).
+const DOCKER_IMAGE: &str = "berth-test/busybox:latest";
+
+/// Case: RunTask (count 1, bridge mode) to RUNNING with the Docker runtime, against `docker run
+/// -d` of the same image and command (create + start through the same engine).
+async fn docker_case(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let tasks = arg(args, "--tasks", if quick { 3 } else { 30 });
+    let rounds = arg(args, "--rounds", if quick { 1 } else { 3 });
+    // Cached images, as `docker run` uses them (the default behaviour would try the registry
+    // first: see BENCHMARKS.md).
+    let berth = Berth::start_with(&[
+        "--runtime",
+        "docker",
+        "--image-pull-behavior",
+        "prefer-cached",
+    ])?;
+    berth.wait_for_agent().await?;
+    berth
+        .call(
+            "RegisterTaskDefinition",
+            json!({"family": "bench-docker", "containerDefinitions": [{
+                "name": "main", "image": DOCKER_IMAGE, "memory": 16, "cpu": 1,
+                "command": ["sleep", "3600"], "stopTimeout": 1
+            }]}),
+        )
+        .await?;
+    let agent_id = std::fs::read_to_string(berth._dir.0.join("agent/docker-agent-id"))
+        .context("the agent's docker id (is the Docker runtime in use?)")?;
+    let tag = format!("berth-bench={}", std::process::id());
+    let mut via_berth = Samples::default();
+    let mut direct = Samples::default();
+    let result: Result<()> = async {
+        for round in 0..rounds {
+            let mut started = Vec::new();
+            for _ in 0..tasks {
+                let t0 = Instant::now();
+                let arns = berth.run("bench-docker", 1).await?;
+                loop {
+                    let s = berth.statuses(&arns).await?;
+                    if s.iter().any(|s| s == "STOPPED") {
+                        bail!("a benchmark task stopped: is {DOCKER_IMAGE} built?");
+                    }
+                    if s.iter().all(|s| s == "RUNNING") {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                via_berth.0.push(t0.elapsed().as_secs_f64() * 1000.0);
+                started.extend(arns);
+            }
+            for _ in 0..tasks {
+                let t0 = Instant::now();
+                let out = Command::new("docker")
+                    .args(["run", "-d", "--label", &tag, "-m", "16m", DOCKER_IMAGE])
+                    .args(["sleep", "3600"])
+                    .stdout(Stdio::null())
+                    .status()?;
+                if !out.success() {
+                    bail!("docker run failed");
+                }
+                direct.0.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            for arn in started {
+                berth.call("StopTask", json!({"task": arn})).await?;
+            }
+            eprintln!("round {}/{rounds} done", round + 1);
+        }
+        Ok(())
+    }
+    .await;
+    // Remove every container either side created, whatever happened.
+    for label in [format!("berth.agent={}", agent_id.trim()), tag] {
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label={label}")])
+            .output()?;
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+    result?;
+    println!(
+        "RunTask to RUNNING, Docker runtime, bridge mode ({tasks} sequential tasks x {rounds} rounds), milliseconds"
+    );
+    println!();
+    println!("| path | p50 | p99 | max | p50 vs reference |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "{}",
+        row(
+            "berth: RunTask -> RUNNING in DescribeTasks",
+            &via_berth,
+            &direct
+        )
+    );
+    println!(
+        "{}",
+        row(
+            "reference: `docker run -d` (same image, command)",
+            &direct,
+            &direct
+        )
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -474,16 +589,19 @@ async fn main() -> Result<()> {
         Some("runtask") => runtask(&args).await,
         Some("jobs") => jobs(&args).await,
         Some("selfheal") => selfheal(&args).await,
+        Some("docker") => docker_case(&args).await,
         Some("all") => {
             runtask(&args).await?;
             println!();
             jobs(&args).await?;
             println!();
-            selfheal(&args).await
+            selfheal(&args).await?;
+            println!();
+            docker_case(&args).await
         }
         _ => {
             eprintln!(
-                "usage: berth-bench <runtask|jobs|selfheal|all> [--quick] [--tasks N] [--jobs N] [--rounds R]"
+                "usage: berth-bench <runtask|jobs|selfheal|docker|all> [--quick] [--tasks N] [--jobs N] [--rounds R]"
             );
             std::process::exit(2);
         }
