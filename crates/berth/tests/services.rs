@@ -145,7 +145,15 @@ fn start_agent(b: &Berth) -> AgentProcess {
     let log = dir.path().join("agent.log");
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(common::berth_bin())
-        .args(["agent", "--server", &b.endpoint, "--token", token.trim()])
+        .args([
+            "agent",
+            "--runtime",
+            "process",
+            "--server",
+            &b.endpoint,
+            "--token",
+            token.trim(),
+        ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["--cpu", "1024", "--memory", "1024"])
