@@ -463,6 +463,7 @@ async fn keep_output(
     // Lines are taken in batches: one lock and one wake-up per batch keeps up with chatty
     // containers (the runtime drops lines when this task falls behind).
     let mut batch: Vec<OutputLine> = Vec::with_capacity(OUTPUT_BATCH);
+    let mut bytes: Vec<u8> = Vec::new();
     loop {
         let got = if ship.as_ref().is_some_and(StreamWriter::has_partial) {
             // A multi-line event goes out after a moment without a new line.
@@ -487,13 +488,14 @@ async fn keep_output(
             break;
         }
         if let Some(f) = file.as_mut() {
-            let mut ok = true;
+            bytes.clear();
             for line in &batch {
-                ok = ok
-                    && f.write_all(line.line.as_bytes()).await.is_ok()
-                    && f.write_all(b"\n").await.is_ok();
+                bytes.extend_from_slice(line.line.as_bytes());
+                bytes.push(b'\n');
             }
-            if !(ok && (!rx.is_empty() || f.flush().await.is_ok())) {
+            let ok =
+                f.write_all(&bytes).await.is_ok() && (!rx.is_empty() || f.flush().await.is_ok());
+            if !ok {
                 file = None;
             }
         }
