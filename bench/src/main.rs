@@ -10,6 +10,8 @@
 //! The `berth` binary is taken from `BERTH_BIN` or next to this one (build it with
 //! `cargo build --release -p berth`).
 
+mod sigv4;
+
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -100,16 +102,35 @@ impl Berth {
         })
     }
 
+    /// An ECS call, signed (SigV4) with the development pair as an SDK would sign it.
     async fn call(&self, op: &str, body: Value) -> Result<Value> {
+        let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
+        let content_type = "application/x-amz-json-1.1";
+        let body = body.to_string();
+        let host = self.endpoint.trim_start_matches("http://");
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+        )?;
+        let signed = sigv4::sign(
+            host,
+            &target,
+            content_type,
+            body.as_bytes(),
+            ("test", "test"),
+            "us-east-1",
+            "ecs",
+            now,
+        );
         let resp = self
             .client
             .post(&self.endpoint)
-            .header(
-                "X-Amz-Target",
-                format!("AmazonEC2ContainerServiceV20141113.{op}"),
-            )
-            .header("Content-Type", "application/x-amz-json-1.1")
-            .body(body.to_string())
+            .header("X-Amz-Target", target)
+            .header("Content-Type", content_type)
+            .header("X-Amz-Date", signed.date)
+            .header("Authorization", signed.authorization)
+            .body(body)
             .send()
             .await?;
         let status = resp.status();

@@ -9,15 +9,13 @@ use axum::http::request::Parts;
 use berth_api::{ApiError, Service};
 use berth_core::PartitionKey;
 
-/// How API requests (`POST /`) are authenticated.
+/// How API requests (`POST /`) are authenticated. There is no unauthenticated mode: a
+/// development server accepts the public pair `test`/`test`, whose signatures are still
+/// verified like any other key's.
 #[derive(Debug, Clone)]
 pub enum Auth {
     /// Every request must be signed (SigV4) with one of these keys.
     SigV4(Credentials),
-    /// Requests are not checked: each acts as `root` of the server's account, in the
-    /// region its `Authorization` header names, if any. Only for a server on loopback
-    /// that was given no credentials (see the README).
-    Unauthenticated,
 }
 
 /// The caller of one request.
@@ -27,17 +25,14 @@ pub(crate) struct Caller {
     pub(crate) partition: PartitionKey,
     /// The principal recorded as `registeredBy`/`createdBy`.
     pub(crate) principal: String,
-    /// The service of the verified credential scope (None when unauthenticated).
-    scope_service: Option<String>,
+    /// The service of the verified credential scope.
+    scope_service: String,
 }
 
 impl Caller {
     /// Refuse a signature scoped to another service than the one the request is for.
     pub(crate) fn check_service(&self, service: Service) -> Result<(), ApiError> {
-        match &self.scope_service {
-            Some(scope) => sigv4::check_service(scope, service.signing_name()).map_err(Into::into),
-            None => Ok(()),
-        }
+        sigv4::check_service(&self.scope_service, service.signing_name()).map_err(Into::into)
     }
 }
 
@@ -47,21 +42,7 @@ pub(crate) fn authenticate(
     parts: &Parts,
     body: &[u8],
 ) -> Result<Caller, ApiError> {
-    let credentials = match &config.auth {
-        Auth::SigV4(c) => c,
-        Auth::Unauthenticated => {
-            let region = crate::http::region_from_authorization(&parts.headers)
-                .unwrap_or_else(|| config.region.clone());
-            return Ok(Caller {
-                partition: PartitionKey {
-                    account: config.account_id.clone(),
-                    region,
-                },
-                principal: "root".into(),
-                scope_service: None,
-            });
-        }
-    };
+    let Auth::SigV4(credentials) = &config.auth;
     let headers: Vec<(&str, &[u8])> = parts
         .headers
         .iter()
@@ -85,6 +66,6 @@ pub(crate) fn authenticate(
             region: verified.region,
         },
         principal: credential.principal.clone(),
-        scope_service: Some(verified.service),
+        scope_service: verified.service,
     })
 }

@@ -4,7 +4,7 @@ use crate::{Inner, Shared, limits, now_ms};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_api::{ApiError, Service, Target};
@@ -155,22 +155,6 @@ fn finish(mut resp: Response) -> Response {
     resp
 }
 
-/// The region in a SigV4 `Authorization` header's credential scope
-/// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`).
-pub(crate) fn region_from_authorization(headers: &HeaderMap) -> Option<String> {
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let cred = auth.split("Credential=").nth(1)?;
-    let scope = cred.split([',', ' ']).next()?;
-    let mut parts = scope.split('/');
-    let region = parts.nth(2)?;
-    let valid = !region.is_empty()
-        && region.len() <= 32
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    valid.then(|| region.to_string())
-}
-
 async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
     match handle(&shared, req).await {
         Ok(body) => finish(Response::new(Body::from(body))),
@@ -230,27 +214,4 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
     }
     tracing::debug!(operation = target.operation, ok = result.is_ok(), "request");
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn region_comes_from_the_credential_scope() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static(
-                "AWS4-HMAC-SHA256 Credential=test/20261129/eu-west-2/ecs/aws4_request, SignedHeaders=host, Signature=abc",
-            ),
-        );
-        assert_eq!(region_from_authorization(&h).as_deref(), Some("eu-west-2"));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Credential=a/b/../ecs"),
-        );
-        assert_eq!(region_from_authorization(&h), None);
-        assert_eq!(region_from_authorization(&HeaderMap::new()), None);
-    }
 }

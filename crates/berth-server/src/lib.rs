@@ -40,7 +40,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Account id of requests whose credential names none (and of the agents' resources).
     pub account_id: String,
-    /// Region for requests that carry none in their signature.
+    /// The default region: where `berth up` creates the `default` cluster (every API
+    /// request names its own region in its signature's credential scope).
     pub region: String,
     /// Serve `POST /_berth/reset` (wipe everything), for test suites sharing one server.
     pub allow_reset: bool,

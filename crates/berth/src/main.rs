@@ -138,7 +138,8 @@ struct CommonArgs {
     /// Account id of the resources Berth creates (shown in ARNs).
     #[arg(long, default_value = "000000000000", env = "BERTH_ACCOUNT_ID")]
     account_id: String,
-    /// Region used when a request's signature names none.
+    /// The default region: of the `default` cluster and the local agent, and printed for
+    /// AWS_DEFAULT_REGION (each request's signature names the region it acts in).
     #[arg(long, default_value = "us-east-1", env = "BERTH_REGION")]
     region: String,
     /// Enable `POST /_berth/reset`, which wipes every resource (for test suites).
@@ -162,8 +163,8 @@ struct CommonArgs {
     /// Every API request must then be signed (SigV4) with one of them.
     #[arg(long, value_name = "FILE")]
     credentials: Option<PathBuf>,
-    /// Also accept the public development pair test/test (`berth up` on loopback always
-    /// does when given --credentials).
+    /// Also accept the public development pair test/test, still signature-checked
+    /// (`berth up` on loopback always does; `berth server` needs this or --credentials).
     #[arg(long)]
     allow_dev_credentials: bool,
 }
@@ -464,13 +465,14 @@ fn load_credentials(path: &std::path::Path) -> Result<Credentials> {
     Ok(credentials)
 }
 
-/// How API requests are authenticated, from the flags:
-/// - `--credentials FILE`: SigV4 with the file's keys, plus the development pair for
-///   `berth up` on loopback or with `--allow-dev-credentials`. A file that holds nothing
-///   but the development pair needs the same.
-/// - no file, `--allow-dev-credentials`: SigV4 with the development pair alone.
-/// - no file, on loopback: not authenticated (a local development server).
-/// - no file, beyond loopback: refused, because anyone could run anything.
+/// How API requests are authenticated, from the flags. Every API request is verified
+/// (SigV4); the flags only decide which keys are accepted:
+/// - `--credentials FILE`: the file's keys.
+/// - the public development pair `test`/`test` too, for `berth up` on loopback or with
+///   `--allow-dev-credentials` (still signature-checked; anyone can sign with it).
+/// - refused: nothing but the development pair (no file, or a file holding only it)
+///   unless the pair is allowed, so `berth server` needs `--credentials` or
+///   `--allow-dev-credentials`, and nothing beyond loopback runs on the pair by default.
 fn auth_mode(
     credentials: Option<Credentials>,
     all_in_one: bool,
@@ -479,28 +481,23 @@ fn auth_mode(
 ) -> Result<Auth> {
     let loopback = listen.ip().is_loopback();
     let dev_ok = allow_dev || (all_in_one && loopback);
-    match credentials {
-        Some(mut c) => {
-            if c.only_dev_pair() && !dev_ok {
-                anyhow::bail!(
-                    "the credentials file holds only the public development pair (test/test), which anyone can sign with; add real keys, or pass --allow-dev-credentials to run with it anyway"
-                );
-            }
-            if dev_ok {
-                c.add_dev_pair();
-            }
-            Ok(Auth::SigV4(c))
-        }
-        None if allow_dev => {
-            let mut c = Credentials::default();
-            c.add_dev_pair();
-            Ok(Auth::SigV4(c))
-        }
-        None if loopback => Ok(Auth::Unauthenticated),
+    let mut keys = match credentials {
+        Some(c) if c.only_dev_pair() && !dev_ok => anyhow::bail!(
+            "the credentials file holds only the public development pair (test/test), which anyone can sign with; add real keys, or pass --allow-dev-credentials to run with it anyway"
+        ),
+        Some(c) => c,
+        None if dev_ok => Credentials::default(),
+        None if loopback => anyhow::bail!(
+            "berth server needs the keys it accepts: --credentials FILE (see the README), or --allow-dev-credentials to accept the public development pair test/test, which anyone can sign with"
+        ),
         None => anyhow::bail!(
             "refusing to serve the API on {listen}, beyond loopback, without --credentials FILE: anyone who can reach it could run anything (--allow-dev-credentials accepts the public test/test pair instead)"
         ),
+    };
+    if dev_ok {
+        keys.add_dev_pair();
     }
+    Ok(Auth::SigV4(keys))
 }
 
 #[allow(clippy::print_stdout, clippy::too_many_arguments)]
@@ -539,28 +536,23 @@ fn print_banner(
     if running.created_default_cluster {
         let _ = writeln!(out, "  created the 'default' cluster");
     }
-    let dev_pair = match auth {
-        Auth::Unauthenticated => {
-            let _ = writeln!(
-                out,
-                "  requests are not authenticated (no --credentials; loopback only)"
-            );
-            true
+    let Auth::SigV4(keys) = auth;
+    let dev_pair = keys.get(DEV_ACCESS_KEY_ID).is_some_and(|d| d.is_dev_pair());
+    let named = keys.iter().filter(|k| !k.is_dev_pair()).count();
+    let mut line = String::from("  requests must be signed (SigV4) with ");
+    if named > 0 {
+        line.push_str(&format!("one of {named} key(s)"));
+        if let Some(path) = &common.credentials {
+            line.push_str(&format!(" from {}", path.display()));
         }
-        Auth::SigV4(c) => {
-            let dev = c.get(DEV_ACCESS_KEY_ID).is_some_and(|d| d.is_dev_pair());
-            let keys = c.iter().filter(|k| !k.is_dev_pair()).count();
-            let mut line = format!("  requests must be signed (SigV4) with one of {keys} key(s)");
-            if let Some(path) = &common.credentials {
-                line.push_str(&format!(" from {}", path.display()));
-            }
-            if dev {
-                line.push_str(" or the development pair test/test");
-            }
-            let _ = writeln!(out, "{line}");
-            dev
+        if dev_pair {
+            line.push_str(" or ");
         }
-    };
+    }
+    if dev_pair {
+        line.push_str("the development pair test/test");
+    }
+    let _ = writeln!(out, "{line}");
     let _ = writeln!(out);
     let _ = writeln!(out, "Use it from this shell with:");
     let _ = writeln!(out, "  export AWS_ENDPOINT_URL={endpoint}");
@@ -623,7 +615,6 @@ mod tests {
     fn keys(auth: &Auth) -> Option<Vec<String>> {
         match auth {
             Auth::SigV4(c) => Some(c.iter().map(|k| k.access_key_id.clone()).collect()),
-            Auth::Unauthenticated => None,
         }
     }
 
@@ -656,12 +647,16 @@ mod tests {
     }
 
     #[test]
-    fn without_credentials_only_loopback_serves_unauthenticated() {
+    fn without_credentials_up_on_loopback_verifies_the_dev_pair_and_server_refuses() {
+        for listen in ["127.0.0.1:0", "[::1]:0"] {
+            let a = auth_mode(None, true, false, addr(listen)).unwrap();
+            assert_eq!(keys(&a), Some(vec!["test".into()]), "{listen}");
+            let e = auth_mode(None, false, false, addr(listen)).unwrap_err();
+            assert!(e.to_string().contains("--allow-dev-credentials"), "{e}");
+            let a = auth_mode(None, false, true, addr(listen)).unwrap();
+            assert_eq!(keys(&a), Some(vec!["test".into()]), "{listen}");
+        }
         for all_in_one in [true, false] {
-            let a = auth_mode(None, all_in_one, false, addr("127.0.0.1:0")).unwrap();
-            assert_eq!(keys(&a), None);
-            let a = auth_mode(None, all_in_one, false, addr("[::1]:0")).unwrap();
-            assert_eq!(keys(&a), None);
             let e = auth_mode(None, all_in_one, false, addr("0.0.0.0:7400")).unwrap_err();
             assert!(e.to_string().contains("--credentials"), "{e}");
         }

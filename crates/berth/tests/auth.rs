@@ -569,6 +569,167 @@ fn berth_server_refuses_the_dev_pair_alone_unless_allowed() {
     assert_eq!(cluster_arns(&berth, DEV), Vec::<String>::new());
     let r = raw_ecs(&berth, "ListClusters", None, b"", b"{}");
     assert_refused(&r, 403, "MissingAuthenticationTokenException", "");
+    drop(berth);
+
+    // Without any --credentials, `berth server` has nothing but the pair: the same rule.
+    let refused = Berth::start_in(
+        data.path(),
+        Options {
+            subcommand: "server",
+            ..Options::default()
+        },
+    )
+    .err()
+    .expect("berth server started without credentials");
+    assert!(
+        refused.stderr.contains("--allow-dev-credentials")
+            && refused.stderr.contains("--credentials FILE"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("is listening on"), "{refused:?}");
+}
+
+#[test]
+fn berth_up_verifies_even_the_development_pair() {
+    // No --credentials: `berth up` on loopback accepts test/test, and only signed requests.
+    let berth = Berth::start();
+    assert!(
+        berth
+            .banner
+            .iter()
+            .any(|l| l
+                .contains("requests must be signed (SigV4) with the development pair test/test")),
+        "{:#?}",
+        berth.banner
+    );
+    let default = vec![format!(
+        "arn:aws:ecs:us-east-1:{DEFAULT_ACCOUNT}:cluster/default"
+    )];
+    assert_eq!(cluster_arns(&berth, DEV), default);
+    let create = |name: &str| serde_json::to_vec(&json!({"clusterName": name})).unwrap();
+
+    // Unsigned, for every service and even for an unknown target.
+    let r = raw_ecs(&berth, "CreateCluster", None, b"", &create("anon"));
+    assert_refused(
+        &r,
+        403,
+        "MissingAuthenticationTokenException",
+        "Missing Authentication Token",
+    );
+    for target in [
+        "Logs_20140328.CreateLogGroup",
+        "AnyScaleFrontendService.DescribeScalableTargets",
+        "Nobody.Nothing",
+    ] {
+        let r = http_request(
+            berth.addr,
+            "POST",
+            "/",
+            &[("X-Amz-Target", target)],
+            br#"{"logGroupName": "anon"}"#,
+        );
+        assert_refused(&r, 403, "MissingAuthenticationTokenException", "");
+    }
+    // The harness's old fake signature (right shape, made-up signature).
+    let r = http_request(
+        berth.addr,
+        "POST",
+        "/",
+        &[
+            ("X-Amz-Target", &format!("{ECS_PREFIX}.CreateCluster")),
+            ("X-Amz-Date", &sigv4::format_amz_date(now())),
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
+            ),
+        ],
+        &create("fake"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["__type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("SignatureException")),
+        "{}",
+        r.text()
+    );
+    // The pair with a wrong secret, raw and from the CLI; a key Berth does not know.
+    let wrong = Signing {
+        key: Key {
+            secret: "not-test",
+            ..DEV
+        },
+        time: now(),
+        service: "ecs",
+    };
+    let r = raw_ecs(
+        &berth,
+        "CreateCluster",
+        Some(&wrong),
+        &create("w"),
+        &create("w"),
+    );
+    assert_refused(&r, 400, "InvalidSignatureException", MISMATCH);
+    aws_with(
+        &berth,
+        "test",
+        "not-test",
+        None,
+        &["ecs", "create-cluster", "--cluster-name", "cli"],
+    )
+    .fails_with("InvalidSignatureException", MISMATCH);
+    aws_as(
+        &berth,
+        ALICE,
+        &["ecs", "create-cluster", "--cluster-name", "alice"],
+    )
+    .fails_with("UnrecognizedClientException", "security token");
+    // A correctly signed request outside the skew window.
+    let stale = Signing {
+        key: DEV,
+        time: now() - 20 * 60,
+        service: "ecs",
+    };
+    let r = raw_ecs(
+        &berth,
+        "CreateCluster",
+        Some(&stale),
+        &create("s"),
+        &create("s"),
+    );
+    assert_refused(&r, 400, "InvalidSignatureException", "Signature expired");
+
+    // Nothing changed; the health probe and the agent protocol do not use SigV4.
+    assert_eq!(cluster_arns(&berth, DEV), default);
+    berth.assert_healthy();
+    let r = berth.http(
+        "POST",
+        "/_berth/agent/v1/sync",
+        &[("Content-Type", "application/json")],
+        json!({"container_instance_arn": "x", "instance_token": "forged", "desired_version": 0, "reports": [], "wait_ms": 0})
+            .to_string()
+            .as_bytes(),
+    );
+    assert!(
+        [400, 401].contains(&r.status) && !r.text().contains("Authentication"),
+        "the agent protocol answers for itself, not SigV4: {} {}",
+        r.status,
+        r.text()
+    );
+    // The right signature works (control).
+    let r = raw_ecs(
+        &berth,
+        "CreateCluster",
+        Some(&Signing {
+            key: DEV,
+            time: now(),
+            service: "ecs",
+        }),
+        &create("signed"),
+        &create("signed"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

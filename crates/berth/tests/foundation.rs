@@ -929,6 +929,7 @@ fn second_berth_on_the_same_data_dir_is_refused() {
             first.data_dir(),
             Options {
                 subcommand,
+                args: vec!["--allow-dev-credentials".into()],
                 ..Options::default()
             },
         )
@@ -1022,6 +1023,7 @@ fn sigterm_stops_cleanly_and_keeps_state() {
 fn berth_server_has_no_default_cluster() {
     let berth = Berth::start_with(Options {
         subcommand: "server",
+        args: vec!["--allow-dev-credentials".into()],
         ..Options::default()
     });
     assert!(berth.banner[0].contains("(server)"), "{:#?}", berth.banner);
@@ -1397,8 +1399,7 @@ fn protocol_errors_over_raw_http() {
     let berth = Berth::start();
     let json_type = ("Content-Type", "application/x-amz-json-1.1");
     let target = |op: &str| format!("{ECS_PREFIX}.{op}");
-    let post =
-        |t: &str, body: &[u8]| berth.http("POST", "/", &[("X-Amz-Target", t), json_type], body);
+    let post = |t: &str, body: &[u8]| berth.signed(REGION, &[("X-Amz-Target", t), json_type], body);
 
     let r = post(&target("CreateCluster"), br#"{"clusterName": "#);
     assert_error(&r, 400, "SerializationException", "");
@@ -1410,7 +1411,7 @@ fn protocol_errors_over_raw_http() {
     assert_error(&r, 400, "UnknownOperationException", "Frobnicate");
     let r = post("Bogus_20200101.ListClusters", b"{}");
     assert_error(&r, 400, "UnknownOperationException", "Bogus_20200101");
-    let r = berth.http("POST", "/", &[json_type], b"{}");
+    let r = berth.signed(REGION, &[json_type], b"{}");
     assert_error(&r, 400, "UnknownOperationException", "X-Amz-Target");
     let r = berth.http("GET", "/nowhere", &[], b"");
     assert_error(&r, 404, "UnknownOperationException", "");

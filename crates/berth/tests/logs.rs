@@ -202,19 +202,9 @@ fn wait_stopped(b: &Berth, arn: &str, timeout: Duration) -> Value {
     })
 }
 
-/// A Logs call over raw HTTP (unsigned: Berth's default region).
+/// A Logs call over raw HTTP (signed with test/test, us-east-1).
 fn logs_raw(b: &Berth, op: &str, body: &Value) -> (u16, Value) {
-    let target = format!("{LOGS_PREFIX}.{op}");
-    let resp = b.http(
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", &target),
-            ("Content-Type", "application/x-amz-json-1.1"),
-        ],
-        &serde_json::to_vec(body).unwrap(),
-    );
-    (resp.status, resp.json())
+    b.call("us-east-1", &format!("{LOGS_PREFIX}.{op}"), body)
 }
 
 fn logs_ok(b: &Berth, op: &str, body: &Value) -> Value {
@@ -1073,7 +1063,11 @@ fn server_restart_under_a_remote_agent_loses_and_doubles_nothing() {
     let token = format!("tok{:016x}", rand::random::<u64>());
     let berth = Berth::start_with(Options {
         subcommand: "server",
-        args: vec!["--agent-token".into(), token.clone()],
+        args: vec![
+            "--agent-token".into(),
+            token.clone(),
+            "--allow-dev-credentials".into(),
+        ],
         ..Options::default()
     });
     let mut f = Fixture {

@@ -1,5 +1,8 @@
 //! End-to-end harness: starts the real `berth` binary on port 0 with its own data directory
-//! and drives it with the real `aws` CLI (v1) or with raw HTTP over a `TcpStream`.
+//! and drives it with the real `aws` CLI (v1) or with raw HTTP over a `TcpStream`. Every
+//! API call, the CLI's and the raw ones ([`Berth::ecs`], [`Berth::signed`], ...), is
+//! signed with the development pair test/test, which `berth up` accepts on loopback;
+//! [`Berth::http`] sends exactly what it is given (unsigned).
 //!
 //! Every test owns its Berth, its port and its temporary directories, so tests run in
 //! parallel. The process is killed when the [`Berth`] is dropped.
@@ -23,6 +26,10 @@ const AWS_TIMEOUT: Duration = Duration::from_secs(60);
 pub const ECS_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 /// The account Berth uses by default.
 pub const ACCOUNT: &str = "000000000000";
+/// The CloudWatch Logs `X-Amz-Target` prefix.
+pub const LOGS_PREFIX: &str = "Logs_20140328";
+/// The development pair (access key id, secret) every harness request signs with.
+pub const DEV_KEY: (&str, &str) = ("test", "test");
 
 /// The `berth` binary under test.
 pub fn berth_bin() -> &'static str {
@@ -367,30 +374,39 @@ impl Berth {
         http_request(self.addr, method, path, headers, body)
     }
 
-    /// An unsigned ECS call (Berth uses its default region, us-east-1).
-    pub fn ecs(&self, operation: &str, body: &Value) -> (u16, Value) {
-        self.ecs_with(operation, body, &[])
+    /// A `POST /` with `headers` and `body`, signed (SigV4) with the development pair
+    /// test/test for `region` and the service its `X-Amz-Target` names (ECS if none).
+    pub fn signed(&self, region: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        let signed = sign(self.addr, region, headers, body);
+        let refs: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.http("POST", "/", &refs, body)
     }
 
-    /// An ECS call whose `Authorization` header names `region` in its credential scope
-    /// (Berth reads the region from it; it does not check signatures).
-    pub fn ecs_in(&self, region: &str, operation: &str, body: &Value) -> (u16, Value) {
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=test/20250101/{region}/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=0"
-        );
-        self.ecs_with(operation, body, &[("Authorization", &auth)])
-    }
-
-    fn ecs_with(&self, operation: &str, body: &Value, extra: &[(&str, &str)]) -> (u16, Value) {
-        let target = format!("{ECS_PREFIX}.{operation}");
-        let mut headers = vec![
-            ("X-Amz-Target", target.as_str()),
-            ("Content-Type", "application/x-amz-json-1.1"),
-        ];
-        headers.extend_from_slice(extra);
+    /// A signed call of `target` (`Prefix.Operation`) in `region`: (status, JSON body).
+    pub fn call(&self, region: &str, target: &str, body: &Value) -> (u16, Value) {
         let body = serde_json::to_vec(body).unwrap_or_else(|e| panic!("{e}"));
-        let resp = self.http("POST", "/", &headers, &body);
+        let resp = self.signed(
+            region,
+            &[
+                ("X-Amz-Target", target),
+                ("Content-Type", "application/x-amz-json-1.1"),
+            ],
+            &body,
+        );
         (resp.status, resp.json())
+    }
+
+    /// A signed ECS call in us-east-1 (test/test).
+    pub fn ecs(&self, operation: &str, body: &Value) -> (u16, Value) {
+        self.ecs_in("us-east-1", operation, body)
+    }
+
+    /// A signed ECS call in `region` (test/test); the credential scope names the region.
+    pub fn ecs_in(&self, region: &str, operation: &str, body: &Value) -> (u16, Value) {
+        self.call(region, &format!("{ECS_PREFIX}.{operation}"), body)
     }
 
     /// Raw ECS call that must succeed.
@@ -625,6 +641,61 @@ fn run_aws(endpoint: &str, region: &str, args: &[&str]) -> AwsResult {
         stderr,
         args: argv,
     }))
+}
+
+// -------------------------------------------------------------------- signing
+
+/// The SigV4 signing name of the service an `X-Amz-Target` value is for (ECS when there
+/// is none or it is unknown).
+pub fn signing_service(target: Option<&str>) -> &'static str {
+    match target.and_then(|t| t.split('.').next()) {
+        Some(LOGS_PREFIX) => "logs",
+        Some("AnyScaleFrontendService") => "application-autoscaling",
+        _ => "ecs",
+    }
+}
+
+/// `headers` plus `X-Amz-Date` and an `Authorization` header signing them, the `Host`
+/// header [`http_request`] sends for `addr`, and `body` with the development pair, now,
+/// for `region` and the service of the `X-Amz-Target` among `headers`.
+pub fn sign(
+    addr: SocketAddr,
+    region: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<(String, String)> {
+    use berth_server::sigv4::{SignedRequest, authorization_header, format_amz_date};
+    let stamp = format_amz_date(now_secs().floor() as i64);
+    let host = addr.to_string();
+    let target = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+        .map(|(_, v)| *v);
+    let mut to_sign: Vec<(&str, &[u8])> =
+        vec![("Host", host.as_bytes()), ("X-Amz-Date", stamp.as_bytes())];
+    to_sign.extend(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
+    let req = SignedRequest {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &to_sign,
+        body,
+    };
+    let authz = authorization_header(
+        &req,
+        DEV_KEY.0,
+        DEV_KEY.1,
+        region,
+        signing_service(target),
+        &stamp,
+    );
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    out.push(("X-Amz-Date".into(), stamp));
+    out.push(("Authorization".into(), authz));
+    out
 }
 
 // -------------------------------------------------------------------- raw HTTP
