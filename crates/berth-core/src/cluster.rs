@@ -488,6 +488,7 @@ mod tests {
             rng,
             mutations: vec![],
             woken: vec![],
+            token_key: crate::pagination::TokenKey::default(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The ECS operation table: decode, run against the caller's partition, encode.
 
 use crate::state::{Ctx, World};
-use crate::{cluster, container_instance, service, tags, task, task_definition};
+use crate::{cluster, container_instance, pagination, service, tags, task, task_definition};
+use berth_api::ecs as api;
 use berth_api::{ApiError, Service, decode, encode};
 
 macro_rules! op {
@@ -9,6 +10,25 @@ macro_rules! op {
         let req = decode(Service::Ecs, $body)?;
         let partition = $world.partition(&$ctx.partition);
         let resp = $f(partition, $ctx, req).map_err(ApiError::from)?;
+        Ok(encode(&resp))
+    }};
+}
+
+/// A listing: like `op!`, and the request's `nextToken` is opened and the response's
+/// sealed with the server's key, bound to the operation and the caller's partition
+/// (`pagination::TokenKey`). The operation itself sees plain tokens.
+macro_rules! paged {
+    ($world:expr, $ctx:expr, $body:expr, $op:expr, $req:ty, $f:path) => {{
+        let mut req: $req = decode(Service::Ecs, $body)?;
+        let scope = pagination::scope("ecs", $op, &$ctx.partition);
+        req.next_token = req
+            .next_token
+            .map(|t| $ctx.token_key.open_ecs(&scope, &t))
+            .transpose()
+            .map_err(ApiError::from)?;
+        let partition = $world.partition(&$ctx.partition);
+        let mut resp = $f(partition, $ctx, req).map_err(ApiError::from)?;
+        resp.next_token = resp.next_token.map(|t| $ctx.token_key.seal(&scope, &t));
         Ok(encode(&resp))
     }};
 }
@@ -24,7 +44,14 @@ pub fn handle(
     match operation {
         "CreateCluster" => op!(world, ctx, body, cluster::create),
         "DescribeClusters" => op!(world, ctx, body, cluster::describe),
-        "ListClusters" => op!(world, ctx, body, cluster::list),
+        "ListClusters" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListClustersRequest,
+            cluster::list
+        ),
         "DeleteCluster" => {
             let req: berth_api::ecs::DeleteClusterRequest = decode(Service::Ecs, body)?;
             let partition = world.partition(&ctx.partition);
@@ -43,8 +70,22 @@ pub fn handle(
         "PutClusterCapacityProviders" => op!(world, ctx, body, cluster::put_capacity_providers),
         "RegisterTaskDefinition" => op!(world, ctx, body, task_definition::register),
         "DescribeTaskDefinition" => op!(world, ctx, body, task_definition::describe),
-        "ListTaskDefinitions" => op!(world, ctx, body, task_definition::list),
-        "ListTaskDefinitionFamilies" => op!(world, ctx, body, task_definition::list_families),
+        "ListTaskDefinitions" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListTaskDefinitionsRequest,
+            task_definition::list
+        ),
+        "ListTaskDefinitionFamilies" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListTaskDefinitionFamiliesRequest,
+            task_definition::list_families
+        ),
         "DeregisterTaskDefinition" => op!(world, ctx, body, task_definition::deregister),
         "DeleteTaskDefinitions" => op!(world, ctx, body, task_definition::delete),
         "TagResource" => op!(world, ctx, body, tags::tag_resource),
@@ -54,19 +95,47 @@ pub fn handle(
         "UpdateService" => op!(world, ctx, body, service::update),
         "DeleteService" => op!(world, ctx, body, service::delete),
         "DescribeServices" => op!(world, ctx, body, service::describe),
-        "ListServices" => op!(world, ctx, body, service::list),
+        "ListServices" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListServicesRequest,
+            service::list
+        ),
         "RunTask" => op!(world, ctx, body, task::run),
         "StartTask" => op!(world, ctx, body, task::start),
         "StopTask" => op!(world, ctx, body, task::stop),
         "DescribeTasks" => op!(world, ctx, body, task::describe),
-        "ListTasks" => op!(world, ctx, body, task::list),
+        "ListTasks" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListTasksRequest,
+            task::list
+        ),
         "DescribeContainerInstances" => op!(world, ctx, body, container_instance::describe),
-        "ListContainerInstances" => op!(world, ctx, body, container_instance::list),
+        "ListContainerInstances" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListContainerInstancesRequest,
+            container_instance::list
+        ),
         "DeregisterContainerInstance" => op!(world, ctx, body, container_instance::deregister),
         "UpdateContainerInstancesState" => op!(world, ctx, body, container_instance::update_state),
         "PutAttributes" => op!(world, ctx, body, container_instance::put_attributes),
         "DeleteAttributes" => op!(world, ctx, body, container_instance::delete_attributes),
-        "ListAttributes" => op!(world, ctx, body, container_instance::list_attributes),
+        "ListAttributes" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListAttributesRequest,
+            container_instance::list_attributes
+        ),
         other => Err(ApiError::not_implemented(Service::Ecs, other)),
     }
 }

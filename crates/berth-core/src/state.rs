@@ -106,6 +106,9 @@ pub struct Ctx<'a> {
     pub mutations: Vec<Mutation>,
     /// Container instances whose desired state changed (their agents are woken).
     pub woken: Vec<String>,
+    /// Seals and opens pagination tokens (the server's; [`Ctx::new`] starts with the
+    /// public default, for tests).
+    pub token_key: crate::pagination::TokenKey,
 }
 
 impl<'a> Ctx<'a> {
@@ -123,7 +126,14 @@ impl<'a> Ctx<'a> {
             rng,
             mutations: vec![],
             woken: vec![],
+            token_key: crate::pagination::TokenKey::default(),
         }
+    }
+
+    /// The same context, sealing pagination tokens with `key`.
+    pub fn with_token_key(mut self, key: crate::pagination::TokenKey) -> Ctx<'a> {
+        self.token_key = key;
+        self
     }
 
     /// `now` as ECS puts timestamps on the wire: epoch seconds with millisecond fraction.

@@ -26,6 +26,7 @@ pub use groups::{RETENTION_DAYS, group_arn};
 
 use berth_api::{ApiError, Service, decode, encode};
 use berth_core::PartitionKey;
+use berth_core::pagination::{self, TokenKey};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub struct Config {
 #[derive(Clone)]
 pub struct Logs {
     inner: Arc<Inner>,
+    /// Seals the paging tokens handed to clients (see [`Logs::with_token_key`]).
+    token_key: TokenKey,
 }
 
 struct Inner {
@@ -91,6 +94,58 @@ impl Logs {
                 writer,
                 readers: db::ReaderPool::new(&config.path),
             }),
+            token_key: TokenKey::default(),
+        })
+    }
+
+    /// Seal paging tokens (`nextToken`, `nextForwardToken`, `nextBackwardToken`) with
+    /// `key`, the server's secret: clients get opaque tokens bound to the operation and
+    /// the partition, and a forged or edited one is `InvalidParameterException`. Without
+    /// this, a fixed public key is used (tests).
+    pub fn with_token_key(mut self, key: TokenKey) -> Logs {
+        self.token_key = key;
+        self
+    }
+
+    /// Open a client's token for `operation` in `key`'s partition.
+    fn open_token(
+        &self,
+        key: &PartitionKey,
+        operation: &str,
+        token: Option<String>,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(token) = token else { return Ok(None) };
+        let scope = pagination::scope("logs", operation, key);
+        // GetLogEvents' tokens keep CloudWatch's `f/` or `b/` direction prefix.
+        let (prefix, sealed) = match token.split_once('/') {
+            Some((p, rest)) if p.len() == 1 => (Some(p), rest),
+            _ => (None, token.as_str()),
+        };
+        let plain = self
+            .token_key
+            .open(&scope, sealed)
+            .filter(|plain| {
+                prefix.is_none_or(|p| plain.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+            })
+            .ok_or_else(|| {
+                ApiError::from(LogsError::invalid("The specified nextToken is invalid."))
+            })?;
+        Ok(Some(plain))
+    }
+
+    /// Seal a token for the client (the inverse of [`Logs::open_token`]).
+    fn seal_token(
+        &self,
+        key: &PartitionKey,
+        operation: &str,
+        token: Option<String>,
+    ) -> Option<String> {
+        let token = token?;
+        let scope = pagination::scope("logs", operation, key);
+        let sealed = self.token_key.seal(&scope, &token);
+        Some(match token.split_once('/') {
+            Some((p, _)) if p.len() == 1 => format!("{p}/{sealed}"),
+            _ => sealed,
         })
     }
 
@@ -121,16 +176,40 @@ impl Logs {
                 Ok(encode(&resp))
             }};
         }
+        // A paged read: the client's token is opened before, the next ones sealed after.
+        macro_rules! paged {
+            ($req:ty, $f:path, $($out:ident),+) => {{
+                let mut req: $req = decode(Service::Logs, body)?;
+                req.next_token = self.open_token(key, operation, req.next_token)?;
+                let mut resp = self.inner.readers.read(|conn| $f(conn, key, req))?;
+                $(resp.$out = self.seal_token(key, operation, resp.$out);)+
+                Ok(encode(&resp))
+            }};
+        }
+        use berth_api::logs as api;
         match operation {
             "CreateLogGroup" => write!(groups::create_group),
             "DeleteLogGroup" => write!(groups::delete_group),
-            "DescribeLogGroups" => read!(groups::describe_groups),
+            "DescribeLogGroups" => paged!(
+                api::DescribeLogGroupsRequest,
+                groups::describe_groups,
+                next_token
+            ),
             "CreateLogStream" => write!(groups::create_stream),
             "DeleteLogStream" => write!(groups::delete_stream),
-            "DescribeLogStreams" => read!(groups::describe_streams),
+            "DescribeLogStreams" => paged!(
+                api::DescribeLogStreamsRequest,
+                groups::describe_streams,
+                next_token
+            ),
             "PutLogEvents" => write!(events::put),
-            "GetLogEvents" => read!(events::get),
-            "FilterLogEvents" => read!(events::filter),
+            "GetLogEvents" => paged!(
+                api::GetLogEventsRequest,
+                events::get,
+                next_forward_token,
+                next_backward_token
+            ),
+            "FilterLogEvents" => paged!(api::FilterLogEventsRequest, events::filter, next_token),
             "PutRetentionPolicy" => write!(groups::put_retention),
             "DeleteRetentionPolicy" => write!(groups::delete_retention),
             "TagResource" => write!(groups::tag_resource),

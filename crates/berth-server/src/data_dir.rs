@@ -72,6 +72,64 @@ impl DataDir {
     pub fn database_path(&self) -> PathBuf {
         self.path.join("berth.db")
     }
+
+    /// The secret that seals pagination tokens (`token-key`: 64 hex digits, mode 0600):
+    /// generated on first use and kept, so that tokens stay valid across restarts.
+    pub fn token_key(&self) -> Result<[u8; 32], DataDirError> {
+        let path = self.path.join(TOKEN_KEY_FILE);
+        let io = |source| DataDirError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_key(text.trim()).ok_or_else(|| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not 64 hex digits; delete the file to generate a new key (outstanding pagination tokens then become invalid)",
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+                let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                // Written aside and renamed, so that a crash never leaves half a key.
+                let tmp = self.path.join(format!("{TOKEN_KEY_FILE}.tmp"));
+                let tmp_io = |source| DataDirError::Io {
+                    path: tmp.clone(),
+                    source,
+                };
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(tmp_io)?;
+                    f.write_all(text.as_bytes()).map_err(tmp_io)?;
+                    f.sync_all().map_err(tmp_io)?;
+                }
+                std::fs::rename(&tmp, &path).map_err(io)?;
+                Ok(key)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+}
+
+/// The file in the data directory that holds the pagination token key.
+const TOKEN_KEY_FILE: &str = "token-key";
+
+fn parse_key(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
 }
 
 #[cfg(test)]
@@ -86,5 +144,21 @@ mod tests {
         assert!(err.to_string().contains("in use by another Berth"), "{err}");
         drop(first);
         DataDir::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn the_token_key_is_made_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::open(dir.path()).unwrap();
+        let k = d.token_key().unwrap();
+        assert_eq!(d.token_key().unwrap(), k, "kept");
+        let meta = std::fs::metadata(dir.path().join(TOKEN_KEY_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(DataDir::open(other.path()).unwrap().token_key().unwrap(), k);
+        std::fs::write(dir.path().join(TOKEN_KEY_FILE), "short").unwrap();
+        let e = d.token_key().unwrap_err().to_string();
+        assert!(e.contains("delete the file"), "{e}");
     }
 }

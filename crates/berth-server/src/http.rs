@@ -196,7 +196,8 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Inner { world, rng } = &mut *guard;
-        let mut ctx = Ctx::new(now_ms(), caller.partition, &caller.principal, rng);
+        let mut ctx = Ctx::new(now_ms(), caller.partition, &caller.principal, rng)
+            .with_token_key(shared.token_key.clone());
         let result = match target.service {
             Service::Ecs => berth_core::ecs::handle(world, &mut ctx, target.operation, &body),
             other => Err(ApiError::not_implemented(other, target.operation)),

@@ -21,6 +21,7 @@ pub use data_dir::DataDir;
 pub use gateway::Gateway;
 pub use logs::LogsConfig;
 
+use berth_core::pagination::TokenKey;
 use berth_core::state::{Ctx, World};
 use berth_core::{PartitionKey, cluster};
 use berth_store::{SqliteStore, Store};
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     /// The world and the RNG that names new resources; one lock so that the order in which
     /// changes are applied is the order in which they are queued for commit.
     pub(crate) inner: Mutex<Inner>,
+    /// Seals the pagination tokens of ECS listings (the Logs store has its own copy).
+    pub(crate) token_key: TokenKey,
     pub(crate) commits: commit::CommitQueue,
     /// Bumped whenever some instance's desired state changes; long-polling agents wait on it.
     pub(crate) wakeups: tokio::sync::watch::Sender<u64>,
@@ -151,15 +154,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
     let commits = commit::CommitQueue::spawn(store);
+    let token_key = TokenKey::from_bytes(dir.token_key()?);
     let logs = berth_logs::Logs::open(&berth_logs::Config {
         path: dir.path().join("logs.db"),
         max_stored_bytes: config.logs.max_stored_bytes,
-    })?;
+    })?
+    .with_token_key(token_key.clone());
     let shared = Arc::new(Shared {
         config: config.clone(),
         logs,
         logs_sweep: tokio::sync::Notify::new(),
         inner: Mutex::new(Inner { world, rng }),
+        token_key,
         commits,
         wakeups: tokio::sync::watch::channel(0).0,
     });
