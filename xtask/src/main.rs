@@ -266,6 +266,9 @@ impl Gen<'_> {
             self.out,
             "#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]"
         )?;
+        // The serde impls are `checked_struct!`'s, which forward to the derived code and
+        // accept a JSON object only (never an array).
+        writeln!(self.out, "#[serde(remote = \"Self\")]")?;
         writeln!(self.out, "pub struct {name} {{")?;
         let mut validations = String::new();
         let mut used_fields = BTreeSet::new();

@@ -369,8 +369,44 @@ macro_rules! string_enum {
 pub(crate) use string_enum;
 
 /// Implements `Checked` for a generated structure: it checks its own members.
+/// What a generated structure needs besides its fields: validation (`Checked`), and
+/// serde impls that read a structure from a JSON object only. The structure derives serde
+/// with `#[serde(remote = "Self")]`, which turns the derived code into inherent
+/// `serialize`/`deserialize` functions; the impls here forward to them, and refuse a JSON
+/// array where a structure belongs (serde's derive would read its members by position,
+/// which no AWS JSON protocol allows) with an ordinary serde type error, so it becomes a
+/// `SerializationException` with the member's path.
 macro_rules! checked_struct {
     ($name:ident) => {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                $name::serialize(self, serializer)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct ObjectOnly;
+                impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!(
+                            "a ",
+                            stringify!($name),
+                            " structure (a JSON object)"
+                        ))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<$name, A::Error> {
+                        $name::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                deserializer.deserialize_map(ObjectOnly)
+            }
+        }
+
         impl $crate::shape::Checked for $name {
             fn describe(&self) -> String {
                 "Structure".into()

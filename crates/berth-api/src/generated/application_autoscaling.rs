@@ -46,6 +46,7 @@ string_enum! {
 
 /// Shape `Alarm`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Alarm {
     /// `AlarmARN` (required).
     #[serde(rename = "AlarmARN", default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +67,7 @@ checked_struct!(Alarm);
 
 /// Shape `CapacityForecast`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CapacityForecast {
     /// `Timestamps` (required).
     #[serde(rename = "Timestamps", default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +88,7 @@ checked_struct!(CapacityForecast);
 
 /// Shape `ConcurrentUpdateException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ConcurrentUpdateException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +105,7 @@ checked_struct!(ConcurrentUpdateException);
 
 /// Shape `CustomizedMetricSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CustomizedMetricSpecification {
     /// `Dimensions`.
     #[serde(rename = "Dimensions", default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +142,7 @@ checked_struct!(CustomizedMetricSpecification);
 
 /// Shape `DeleteScalingPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteScalingPolicyRequest {
     /// `PolicyName` (required).
     #[serde(rename = "PolicyName", default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +171,7 @@ checked_struct!(DeleteScalingPolicyRequest);
 
 /// Shape `DeleteScalingPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteScalingPolicyResponse {
 }
 
@@ -177,6 +183,7 @@ checked_struct!(DeleteScalingPolicyResponse);
 
 /// Shape `DeleteScheduledActionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteScheduledActionRequest {
     /// `ResourceId` (required).
     #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +212,7 @@ checked_struct!(DeleteScheduledActionRequest);
 
 /// Shape `DeleteScheduledActionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteScheduledActionResponse {
 }
 
@@ -216,6 +224,7 @@ checked_struct!(DeleteScheduledActionResponse);
 
 /// Shape `DeregisterScalableTargetRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeregisterScalableTargetRequest {
     /// `ResourceId` (required).
     #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +249,7 @@ checked_struct!(DeregisterScalableTargetRequest);
 
 /// Shape `DeregisterScalableTargetResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeregisterScalableTargetResponse {
 }
 
@@ -251,6 +261,7 @@ checked_struct!(DeregisterScalableTargetResponse);
 
 /// Shape `DescribeScalableTargetsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScalableTargetsRequest {
     /// `MaxResults`.
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
@@ -283,6 +294,7 @@ checked_struct!(DescribeScalableTargetsRequest);
 
 /// Shape `DescribeScalableTargetsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScalableTargetsResponse {
     /// `NextToken`.
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -303,6 +315,7 @@ checked_struct!(DescribeScalableTargetsResponse);
 
 /// Shape `DescribeScalingActivitiesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScalingActivitiesRequest {
     /// `IncludeNotScaledActivities`.
     #[serde(rename = "IncludeNotScaledActivities", default, skip_serializing_if = "Option::is_none")]
@@ -339,6 +352,7 @@ checked_struct!(DescribeScalingActivitiesRequest);
 
 /// Shape `DescribeScalingActivitiesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScalingActivitiesResponse {
     /// `NextToken`.
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -359,6 +373,7 @@ checked_struct!(DescribeScalingActivitiesResponse);
 
 /// Shape `DescribeScalingPoliciesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScalingPoliciesRequest {
     /// `MaxResults`.
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
@@ -395,6 +410,7 @@ checked_struct!(DescribeScalingPoliciesRequest);
 
 /// Shape `DescribeScalingPoliciesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScalingPoliciesResponse {
     /// `NextToken`.
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -415,6 +431,7 @@ checked_struct!(DescribeScalingPoliciesResponse);
 
 /// Shape `DescribeScheduledActionsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScheduledActionsRequest {
     /// `MaxResults`.
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
@@ -451,6 +468,7 @@ checked_struct!(DescribeScheduledActionsRequest);
 
 /// Shape `DescribeScheduledActionsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeScheduledActionsResponse {
     /// `NextToken`.
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -471,6 +489,7 @@ checked_struct!(DescribeScheduledActionsResponse);
 
 /// Shape `FailedResourceAccessException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FailedResourceAccessException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -487,6 +506,7 @@ checked_struct!(FailedResourceAccessException);
 
 /// Shape `GetPredictiveScalingForecastRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetPredictiveScalingForecastRequest {
     /// `EndTime` (required).
     #[serde(rename = "EndTime", default, skip_serializing_if = "Option::is_none")]
@@ -523,6 +543,7 @@ checked_struct!(GetPredictiveScalingForecastRequest);
 
 /// Shape `GetPredictiveScalingForecastResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetPredictiveScalingForecastResponse {
     /// `CapacityForecast`.
     #[serde(rename = "CapacityForecast", default, skip_serializing_if = "Option::is_none")]
@@ -547,6 +568,7 @@ checked_struct!(GetPredictiveScalingForecastResponse);
 
 /// Shape `InternalServiceException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InternalServiceException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -563,6 +585,7 @@ checked_struct!(InternalServiceException);
 
 /// Shape `InvalidNextTokenException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InvalidNextTokenException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -579,6 +602,7 @@ checked_struct!(InvalidNextTokenException);
 
 /// Shape `LimitExceededException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LimitExceededException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -595,6 +619,7 @@ checked_struct!(LimitExceededException);
 
 /// Shape `ListTagsForResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsForResourceRequest {
     /// `ResourceARN` (required).
     #[serde(rename = "ResourceARN", default, skip_serializing_if = "Option::is_none")]
@@ -611,6 +636,7 @@ checked_struct!(ListTagsForResourceRequest);
 
 /// Shape `ListTagsForResourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsForResourceResponse {
     /// `Tags`.
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
@@ -627,6 +653,7 @@ checked_struct!(ListTagsForResourceResponse);
 
 /// Shape `LoadForecast`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LoadForecast {
     /// `MetricSpecification` (required).
     #[serde(rename = "MetricSpecification", default, skip_serializing_if = "Option::is_none")]
@@ -660,6 +687,7 @@ string_enum! {
 
 /// Shape `MetricDimension`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MetricDimension {
     /// `Name` (required).
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
@@ -726,6 +754,7 @@ string_enum! {
 
 /// Shape `NotScaledReason`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NotScaledReason {
     /// `Code` (required).
     #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
@@ -754,6 +783,7 @@ checked_struct!(NotScaledReason);
 
 /// Shape `ObjectNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ObjectNotFoundException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -779,6 +809,7 @@ string_enum! {
 
 /// Shape `PredefinedMetricSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredefinedMetricSpecification {
     /// `PredefinedMetricType` (required).
     #[serde(rename = "PredefinedMetricType", default, skip_serializing_if = "Option::is_none")]
@@ -799,6 +830,7 @@ checked_struct!(PredefinedMetricSpecification);
 
 /// Shape `PredictiveScalingCustomizedMetricSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingCustomizedMetricSpecification {
     /// `MetricDataQueries` (required).
     #[serde(rename = "MetricDataQueries", default, skip_serializing_if = "Option::is_none")]
@@ -823,6 +855,7 @@ string_enum! {
 
 /// Shape `PredictiveScalingMetric`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingMetric {
     /// `Dimensions`.
     #[serde(rename = "Dimensions", default, skip_serializing_if = "Option::is_none")]
@@ -847,6 +880,7 @@ checked_struct!(PredictiveScalingMetric);
 
 /// Shape `PredictiveScalingMetricDataQuery`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingMetricDataQuery {
     /// `Expression`.
     #[serde(rename = "Expression", default, skip_serializing_if = "Option::is_none")]
@@ -879,6 +913,7 @@ checked_struct!(PredictiveScalingMetricDataQuery);
 
 /// Shape `PredictiveScalingMetricDimension`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingMetricDimension {
     /// `Name` (required).
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
@@ -899,6 +934,7 @@ checked_struct!(PredictiveScalingMetricDimension);
 
 /// Shape `PredictiveScalingMetricSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingMetricSpecification {
     /// `CustomizedCapacityMetricSpecification`.
     #[serde(rename = "CustomizedCapacityMetricSpecification", default, skip_serializing_if = "Option::is_none")]
@@ -939,6 +975,7 @@ checked_struct!(PredictiveScalingMetricSpecification);
 
 /// Shape `PredictiveScalingMetricStat`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingMetricStat {
     /// `Metric` (required).
     #[serde(rename = "Metric", default, skip_serializing_if = "Option::is_none")]
@@ -971,6 +1008,7 @@ string_enum! {
 
 /// Shape `PredictiveScalingPolicyConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingPolicyConfiguration {
     /// `MaxCapacityBreachBehavior`.
     #[serde(rename = "MaxCapacityBreachBehavior", default, skip_serializing_if = "Option::is_none")]
@@ -1003,6 +1041,7 @@ checked_struct!(PredictiveScalingPolicyConfiguration);
 
 /// Shape `PredictiveScalingPredefinedLoadMetricSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingPredefinedLoadMetricSpecification {
     /// `PredefinedMetricType` (required).
     #[serde(rename = "PredefinedMetricType", default, skip_serializing_if = "Option::is_none")]
@@ -1023,6 +1062,7 @@ checked_struct!(PredictiveScalingPredefinedLoadMetricSpecification);
 
 /// Shape `PredictiveScalingPredefinedMetricPairSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingPredefinedMetricPairSpecification {
     /// `PredefinedMetricType` (required).
     #[serde(rename = "PredefinedMetricType", default, skip_serializing_if = "Option::is_none")]
@@ -1043,6 +1083,7 @@ checked_struct!(PredictiveScalingPredefinedMetricPairSpecification);
 
 /// Shape `PredictiveScalingPredefinedScalingMetricSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PredictiveScalingPredefinedScalingMetricSpecification {
     /// `PredefinedMetricType` (required).
     #[serde(rename = "PredefinedMetricType", default, skip_serializing_if = "Option::is_none")]
@@ -1063,6 +1104,7 @@ checked_struct!(PredictiveScalingPredefinedScalingMetricSpecification);
 
 /// Shape `PutScalingPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutScalingPolicyRequest {
     /// `PolicyName` (required).
     #[serde(rename = "PolicyName", default, skip_serializing_if = "Option::is_none")]
@@ -1107,6 +1149,7 @@ checked_struct!(PutScalingPolicyRequest);
 
 /// Shape `PutScalingPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutScalingPolicyResponse {
     /// `Alarms`.
     #[serde(rename = "Alarms", default, skip_serializing_if = "Option::is_none")]
@@ -1127,6 +1170,7 @@ checked_struct!(PutScalingPolicyResponse);
 
 /// Shape `PutScheduledActionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutScheduledActionRequest {
     /// `EndTime`.
     #[serde(rename = "EndTime", default, skip_serializing_if = "Option::is_none")]
@@ -1175,6 +1219,7 @@ checked_struct!(PutScheduledActionRequest);
 
 /// Shape `PutScheduledActionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutScheduledActionResponse {
 }
 
@@ -1186,6 +1231,7 @@ checked_struct!(PutScheduledActionResponse);
 
 /// Shape `RegisterScalableTargetRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterScalableTargetRequest {
     /// `MaxCapacity`.
     #[serde(rename = "MaxCapacity", default, skip_serializing_if = "Option::is_none")]
@@ -1230,6 +1276,7 @@ checked_struct!(RegisterScalableTargetRequest);
 
 /// Shape `RegisterScalableTargetResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterScalableTargetResponse {
     /// `ScalableTargetARN`.
     #[serde(rename = "ScalableTargetARN", default, skip_serializing_if = "Option::is_none")]
@@ -1246,6 +1293,7 @@ checked_struct!(RegisterScalableTargetResponse);
 
 /// Shape `ResourceNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceNotFoundException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -1296,6 +1344,7 @@ string_enum! {
 
 /// Shape `ScalableTarget`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ScalableTarget {
     /// `CreationTime` (required).
     #[serde(rename = "CreationTime", default, skip_serializing_if = "Option::is_none")]
@@ -1348,6 +1397,7 @@ checked_struct!(ScalableTarget);
 
 /// Shape `ScalableTargetAction`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ScalableTargetAction {
     /// `MaxCapacity`.
     #[serde(rename = "MaxCapacity", default, skip_serializing_if = "Option::is_none")]
@@ -1368,6 +1418,7 @@ checked_struct!(ScalableTargetAction);
 
 /// Shape `ScalingActivity`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ScalingActivity {
     /// `ActivityId` (required).
     #[serde(rename = "ActivityId", default, skip_serializing_if = "Option::is_none")]
@@ -1440,6 +1491,7 @@ string_enum! {
 
 /// Shape `ScalingPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ScalingPolicy {
     /// `Alarms`.
     #[serde(rename = "Alarms", default, skip_serializing_if = "Option::is_none")]
@@ -1496,6 +1548,7 @@ checked_struct!(ScalingPolicy);
 
 /// Shape `ScheduledAction`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ScheduledAction {
     /// `CreationTime` (required).
     #[serde(rename = "CreationTime", default, skip_serializing_if = "Option::is_none")]
@@ -1573,6 +1626,7 @@ string_enum! {
 
 /// Shape `StepAdjustment`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StepAdjustment {
     /// `MetricIntervalLowerBound`.
     #[serde(rename = "MetricIntervalLowerBound", default, skip_serializing_if = "Option::is_none")]
@@ -1597,6 +1651,7 @@ checked_struct!(StepAdjustment);
 
 /// Shape `StepScalingPolicyConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StepScalingPolicyConfiguration {
     /// `AdjustmentType`.
     #[serde(rename = "AdjustmentType", default, skip_serializing_if = "Option::is_none")]
@@ -1629,6 +1684,7 @@ checked_struct!(StepScalingPolicyConfiguration);
 
 /// Shape `SuspendedState`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SuspendedState {
     /// `DynamicScalingInSuspended`.
     #[serde(rename = "DynamicScalingInSuspended", default, skip_serializing_if = "Option::is_none")]
@@ -1653,6 +1709,7 @@ checked_struct!(SuspendedState);
 
 /// Shape `TagResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TagResourceRequest {
     /// `ResourceARN` (required).
     #[serde(rename = "ResourceARN", default, skip_serializing_if = "Option::is_none")]
@@ -1673,6 +1730,7 @@ checked_struct!(TagResourceRequest);
 
 /// Shape `TagResourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TagResourceResponse {
 }
 
@@ -1684,6 +1742,7 @@ checked_struct!(TagResourceResponse);
 
 /// Shape `TargetTrackingMetric`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TargetTrackingMetric {
     /// `Dimensions`.
     #[serde(rename = "Dimensions", default, skip_serializing_if = "Option::is_none")]
@@ -1708,6 +1767,7 @@ checked_struct!(TargetTrackingMetric);
 
 /// Shape `TargetTrackingMetricDataQuery`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TargetTrackingMetricDataQuery {
     /// `Expression`.
     #[serde(rename = "Expression", default, skip_serializing_if = "Option::is_none")]
@@ -1740,6 +1800,7 @@ checked_struct!(TargetTrackingMetricDataQuery);
 
 /// Shape `TargetTrackingMetricDimension`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TargetTrackingMetricDimension {
     /// `Name` (required).
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
@@ -1760,6 +1821,7 @@ checked_struct!(TargetTrackingMetricDimension);
 
 /// Shape `TargetTrackingMetricStat`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TargetTrackingMetricStat {
     /// `Metric` (required).
     #[serde(rename = "Metric", default, skip_serializing_if = "Option::is_none")]
@@ -1784,6 +1846,7 @@ checked_struct!(TargetTrackingMetricStat);
 
 /// Shape `TargetTrackingScalingPolicyConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TargetTrackingScalingPolicyConfiguration {
     /// `CustomizedMetricSpecification`.
     #[serde(rename = "CustomizedMetricSpecification", default, skip_serializing_if = "Option::is_none")]
@@ -1820,6 +1883,7 @@ checked_struct!(TargetTrackingScalingPolicyConfiguration);
 
 /// Shape `TooManyTagsException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TooManyTagsException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
@@ -1840,6 +1904,7 @@ checked_struct!(TooManyTagsException);
 
 /// Shape `UntagResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UntagResourceRequest {
     /// `ResourceARN` (required).
     #[serde(rename = "ResourceARN", default, skip_serializing_if = "Option::is_none")]
@@ -1860,6 +1925,7 @@ checked_struct!(UntagResourceRequest);
 
 /// Shape `UntagResourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UntagResourceResponse {
 }
 
@@ -1871,6 +1937,7 @@ checked_struct!(UntagResourceResponse);
 
 /// Shape `ValidationException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ValidationException {
     /// `Message`.
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]

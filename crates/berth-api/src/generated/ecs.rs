@@ -98,6 +98,7 @@ static PATTERN_0: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new("^(?:[a-
 
 /// Shape `AcceleratorCountRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AcceleratorCountRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +148,7 @@ string_enum! {
 
 /// Shape `AcceleratorTotalMemoryMiBRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AcceleratorTotalMemoryMiBRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +178,7 @@ string_enum! {
 
 /// Shape `AccessDeniedException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AccessDeniedException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +203,7 @@ string_enum! {
 
 /// Shape `AdvancedConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AdvancedConfiguration {
     /// `alternateTargetGroupArn`.
     #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
@@ -257,6 +261,7 @@ string_enum! {
 
 /// Shape `Attachment`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Attachment {
     /// `details`.
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
@@ -285,6 +290,7 @@ checked_struct!(Attachment);
 
 /// Shape `AttachmentStateChange`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AttachmentStateChange {
     /// `attachmentArn` (required).
     #[serde(rename = "attachmentArn", default, skip_serializing_if = "Option::is_none")]
@@ -305,6 +311,7 @@ checked_struct!(AttachmentStateChange);
 
 /// Shape `Attribute`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Attribute {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -333,6 +340,7 @@ checked_struct!(Attribute);
 
 /// Shape `AttributeLimitExceededException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AttributeLimitExceededException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -357,6 +365,7 @@ string_enum! {
 
 /// Shape `AutoRepairConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AutoRepairConfiguration {
     /// `actionsStatus`.
     #[serde(rename = "actionsStatus", default, skip_serializing_if = "Option::is_none")]
@@ -373,6 +382,7 @@ checked_struct!(AutoRepairConfiguration);
 
 /// Shape `AutoScalingGroupProvider`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AutoScalingGroupProvider {
     /// `autoScalingGroupArn` (required).
     #[serde(rename = "autoScalingGroupArn", default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +411,7 @@ checked_struct!(AutoScalingGroupProvider);
 
 /// Shape `AutoScalingGroupProviderUpdate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AutoScalingGroupProviderUpdate {
     /// `managedDraining`.
     #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
@@ -433,6 +444,7 @@ string_enum! {
 
 /// Shape `AwsVpcConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AwsVpcConfiguration {
     /// `assignPublicIp`.
     #[serde(rename = "assignPublicIp", default, skip_serializing_if = "Option::is_none")]
@@ -466,6 +478,7 @@ string_enum! {
 
 /// Shape `BaselineEbsBandwidthMbpsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct BaselineEbsBandwidthMbpsRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -486,6 +499,7 @@ checked_struct!(BaselineEbsBandwidthMbpsRequest);
 
 /// Shape `BlockedException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct BlockedException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -519,6 +533,7 @@ string_enum! {
 
 /// Shape `CanaryConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CanaryConfiguration {
     /// `canaryBakeTimeInMinutes`.
     #[serde(rename = "canaryBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
@@ -548,6 +563,7 @@ string_enum! {
 
 /// Shape `CapacityProvider`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CapacityProvider {
     /// `autoScalingGroupProvider`.
     #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
@@ -617,6 +633,7 @@ string_enum! {
 
 /// Shape `CapacityProviderStrategyItem`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CapacityProviderStrategyItem {
     /// `base`.
     #[serde(rename = "base", default, skip_serializing_if = "Option::is_none")]
@@ -675,6 +692,7 @@ string_enum! {
 
 /// Shape `CapacityReservationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CapacityReservationRequest {
     /// `reservationGroupArn`.
     #[serde(rename = "reservationGroupArn", default, skip_serializing_if = "Option::is_none")]
@@ -695,6 +713,7 @@ checked_struct!(CapacityReservationRequest);
 
 /// Shape `ClientException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClientException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -711,6 +730,7 @@ checked_struct!(ClientException);
 
 /// Shape `Cluster`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Cluster {
     /// `activeServicesCount`.
     #[serde(rename = "activeServicesCount", default, skip_serializing_if = "Option::is_none")]
@@ -787,6 +807,7 @@ checked_struct!(Cluster);
 
 /// Shape `ClusterConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterConfiguration {
     /// `executeCommandConfiguration`.
     #[serde(rename = "executeCommandConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -807,6 +828,7 @@ checked_struct!(ClusterConfiguration);
 
 /// Shape `ClusterContainsCapacityProviderException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterContainsCapacityProviderException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -823,6 +845,7 @@ checked_struct!(ClusterContainsCapacityProviderException);
 
 /// Shape `ClusterContainsContainerInstancesException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterContainsContainerInstancesException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -839,6 +862,7 @@ checked_struct!(ClusterContainsContainerInstancesException);
 
 /// Shape `ClusterContainsServicesException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterContainsServicesException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -855,6 +879,7 @@ checked_struct!(ClusterContainsServicesException);
 
 /// Shape `ClusterContainsTasksException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterContainsTasksException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -882,6 +907,7 @@ string_enum! {
 
 /// Shape `ClusterNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -898,6 +924,7 @@ checked_struct!(ClusterNotFoundException);
 
 /// Shape `ClusterServiceConnectDefaults`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterServiceConnectDefaults {
     /// `namespace`.
     #[serde(rename = "namespace", default, skip_serializing_if = "Option::is_none")]
@@ -914,6 +941,7 @@ checked_struct!(ClusterServiceConnectDefaults);
 
 /// Shape `ClusterServiceConnectDefaultsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterServiceConnectDefaultsRequest {
     /// `namespace` (required).
     #[serde(rename = "namespace", default, skip_serializing_if = "Option::is_none")]
@@ -930,6 +958,7 @@ checked_struct!(ClusterServiceConnectDefaultsRequest);
 
 /// Shape `ClusterSetting`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClusterSetting {
     /// `name`.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -967,6 +996,7 @@ string_enum! {
 
 /// Shape `ConflictException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ConflictException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -995,6 +1025,7 @@ string_enum! {
 
 /// Shape `Container`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Container {
     /// `containerArn`.
     #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
@@ -1085,6 +1116,7 @@ string_enum! {
 
 /// Shape `ContainerDefinition`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerDefinition {
     /// `command`.
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
@@ -1265,6 +1297,7 @@ checked_struct!(ContainerDefinition);
 
 /// Shape `ContainerDependency`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerDependency {
     /// `condition` (required).
     #[serde(rename = "condition", default, skip_serializing_if = "Option::is_none")]
@@ -1285,6 +1318,7 @@ checked_struct!(ContainerDependency);
 
 /// Shape `ContainerImage`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerImage {
     /// `containerName`.
     #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
@@ -1309,6 +1343,7 @@ checked_struct!(ContainerImage);
 
 /// Shape `ContainerInstance`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerInstance {
     /// `agentConnected`.
     #[serde(rename = "agentConnected", default, skip_serializing_if = "Option::is_none")]
@@ -1401,6 +1436,7 @@ string_enum! {
 
 /// Shape `ContainerInstanceHealthStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerInstanceHealthStatus {
     /// `details`.
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
@@ -1432,6 +1468,7 @@ string_enum! {
 
 /// Shape `ContainerOverride`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerOverride {
     /// `command`.
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
@@ -1476,6 +1513,7 @@ checked_struct!(ContainerOverride);
 
 /// Shape `ContainerRestartPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerRestartPolicy {
     /// `enabled` (required).
     #[serde(rename = "enabled", default, skip_serializing_if = "Option::is_none")]
@@ -1500,6 +1538,7 @@ checked_struct!(ContainerRestartPolicy);
 
 /// Shape `ContainerStateChange`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerStateChange {
     /// `containerName`.
     #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
@@ -1540,6 +1579,7 @@ checked_struct!(ContainerStateChange);
 
 /// Shape `ContinueServiceDeploymentRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContinueServiceDeploymentRequest {
     /// `action`.
     #[serde(rename = "action", default, skip_serializing_if = "Option::is_none")]
@@ -1564,6 +1604,7 @@ checked_struct!(ContinueServiceDeploymentRequest);
 
 /// Shape `ContinueServiceDeploymentResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContinueServiceDeploymentResponse {
     /// `serviceDeploymentArn`.
     #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
@@ -1589,6 +1630,7 @@ string_enum! {
 
 /// Shape `CreateCapacityProviderRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateCapacityProviderRequest {
     /// `autoScalingGroupProvider`.
     #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
@@ -1621,6 +1663,7 @@ checked_struct!(CreateCapacityProviderRequest);
 
 /// Shape `CreateCapacityProviderResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateCapacityProviderResponse {
     /// `capacityProvider`.
     #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
@@ -1637,6 +1680,7 @@ checked_struct!(CreateCapacityProviderResponse);
 
 /// Shape `CreateClusterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateClusterRequest {
     /// `capacityProviders`.
     #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
@@ -1677,6 +1721,7 @@ checked_struct!(CreateClusterRequest);
 
 /// Shape `CreateClusterResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateClusterResponse {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -1693,6 +1738,7 @@ checked_struct!(CreateClusterResponse);
 
 /// Shape `CreateDaemonRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateDaemonRequest {
     /// `capacityProviderArns` (required).
     #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
@@ -1745,6 +1791,7 @@ checked_struct!(CreateDaemonRequest);
 
 /// Shape `CreateDaemonResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateDaemonResponse {
     /// `createdAt`.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -1773,6 +1820,7 @@ checked_struct!(CreateDaemonResponse);
 
 /// Shape `CreateExpressGatewayServiceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateExpressGatewayServiceRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -1833,6 +1881,7 @@ checked_struct!(CreateExpressGatewayServiceRequest);
 
 /// Shape `CreateExpressGatewayServiceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateExpressGatewayServiceResponse {
     /// `service`.
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
@@ -1849,6 +1898,7 @@ checked_struct!(CreateExpressGatewayServiceResponse);
 
 /// Shape `CreateManagedInstancesProviderConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateManagedInstancesProviderConfiguration {
     /// `autoRepairConfiguration`.
     #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -1881,6 +1931,7 @@ checked_struct!(CreateManagedInstancesProviderConfiguration);
 
 /// Shape `CreateServiceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateServiceRequest {
     /// `availabilityZoneRebalancing`.
     #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
@@ -1997,6 +2048,7 @@ checked_struct!(CreateServiceRequest);
 
 /// Shape `CreateServiceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateServiceResponse {
     /// `service`.
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
@@ -2013,6 +2065,7 @@ checked_struct!(CreateServiceResponse);
 
 /// Shape `CreateTaskSetRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateTaskSetRequest {
     /// `capacityProviderStrategy`.
     #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
@@ -2077,6 +2130,7 @@ checked_struct!(CreateTaskSetRequest);
 
 /// Shape `CreateTaskSetResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateTaskSetResponse {
     /// `taskSet`.
     #[serde(rename = "taskSet", default, skip_serializing_if = "Option::is_none")]
@@ -2093,6 +2147,7 @@ checked_struct!(CreateTaskSetResponse);
 
 /// Shape `CreatedAt`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreatedAt {
     /// `after`.
     #[serde(rename = "after", default, skip_serializing_if = "Option::is_none")]
@@ -2113,6 +2168,7 @@ checked_struct!(CreatedAt);
 
 /// Shape `DaemonAlarmConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonAlarmConfiguration {
     /// `alarmNames`.
     #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
@@ -2133,6 +2189,7 @@ checked_struct!(DaemonAlarmConfiguration);
 
 /// Shape `DaemonCapacityProvider`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonCapacityProvider {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -2153,6 +2210,7 @@ checked_struct!(DaemonCapacityProvider);
 
 /// Shape `DaemonCircuitBreaker`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonCircuitBreaker {
     /// `failureCount`.
     #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
@@ -2177,6 +2235,7 @@ checked_struct!(DaemonCircuitBreaker);
 
 /// Shape `DaemonContainerDefinition`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonContainerDefinition {
     /// `command`.
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
@@ -2305,6 +2364,7 @@ checked_struct!(DaemonContainerDefinition);
 
 /// Shape `DaemonContainerImage`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonContainerImage {
     /// `containerName`.
     #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
@@ -2329,6 +2389,7 @@ checked_struct!(DaemonContainerImage);
 
 /// Shape `DaemonDeployment`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonDeployment {
     /// `alarms`.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
@@ -2397,6 +2458,7 @@ checked_struct!(DaemonDeployment);
 
 /// Shape `DaemonDeploymentAlarms`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonDeploymentAlarms {
     /// `alarmNames`.
     #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
@@ -2421,6 +2483,7 @@ checked_struct!(DaemonDeploymentAlarms);
 
 /// Shape `DaemonDeploymentCapacityProvider`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonDeploymentCapacityProvider {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -2445,6 +2508,7 @@ checked_struct!(DaemonDeploymentCapacityProvider);
 
 /// Shape `DaemonDeploymentConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonDeploymentConfiguration {
     /// `alarms`.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
@@ -2469,6 +2533,7 @@ checked_struct!(DaemonDeploymentConfiguration);
 
 /// Shape `DaemonDeploymentRevisionDetail`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonDeploymentRevisionDetail {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -2521,6 +2586,7 @@ string_enum! {
 
 /// Shape `DaemonDeploymentSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonDeploymentSummary {
     /// `clusterArn`.
     #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
@@ -2573,6 +2639,7 @@ checked_struct!(DaemonDeploymentSummary);
 
 /// Shape `DaemonDetail`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonDetail {
     /// `clusterArn`.
     #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
@@ -2613,6 +2680,7 @@ checked_struct!(DaemonDetail);
 
 /// Shape `DaemonLinuxParameters`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonLinuxParameters {
     /// `capabilities`.
     #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
@@ -2641,6 +2709,7 @@ checked_struct!(DaemonLinuxParameters);
 
 /// Shape `DaemonNotActiveException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonNotActiveException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -2657,6 +2726,7 @@ checked_struct!(DaemonNotActiveException);
 
 /// Shape `DaemonNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -2681,6 +2751,7 @@ string_enum! {
 
 /// Shape `DaemonRevision`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonRevision {
     /// `clusterArn`.
     #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
@@ -2729,6 +2800,7 @@ checked_struct!(DaemonRevision);
 
 /// Shape `DaemonRevisionDetail`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonRevisionDetail {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -2753,6 +2825,7 @@ checked_struct!(DaemonRevisionDetail);
 
 /// Shape `DaemonRollback`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonRollback {
     /// `reason`.
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
@@ -2789,6 +2862,7 @@ string_enum! {
 
 /// Shape `DaemonSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonSummary {
     /// `createdAt`.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -2817,6 +2891,7 @@ checked_struct!(DaemonSummary);
 
 /// Shape `DaemonTaskDefinition`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonTaskDefinition {
     /// `containerDefinitions`.
     #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
@@ -2906,6 +2981,7 @@ string_enum! {
 
 /// Shape `DaemonTaskDefinitionSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonTaskDefinitionSummary {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -2938,6 +3014,7 @@ checked_struct!(DaemonTaskDefinitionSummary);
 
 /// Shape `DaemonVolume`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DaemonVolume {
     /// `host`.
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
@@ -2958,6 +3035,7 @@ checked_struct!(DaemonVolume);
 
 /// Shape `DeleteAccountSettingRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteAccountSettingRequest {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -2978,6 +3056,7 @@ checked_struct!(DeleteAccountSettingRequest);
 
 /// Shape `DeleteAccountSettingResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteAccountSettingResponse {
     /// `setting`.
     #[serde(rename = "setting", default, skip_serializing_if = "Option::is_none")]
@@ -2994,6 +3073,7 @@ checked_struct!(DeleteAccountSettingResponse);
 
 /// Shape `DeleteAttributesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteAttributesRequest {
     /// `attributes` (required).
     #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
@@ -3014,6 +3094,7 @@ checked_struct!(DeleteAttributesRequest);
 
 /// Shape `DeleteAttributesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteAttributesResponse {
     /// `attributes`.
     #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
@@ -3030,6 +3111,7 @@ checked_struct!(DeleteAttributesResponse);
 
 /// Shape `DeleteCapacityProviderRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteCapacityProviderRequest {
     /// `capacityProvider` (required).
     #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
@@ -3050,6 +3132,7 @@ checked_struct!(DeleteCapacityProviderRequest);
 
 /// Shape `DeleteCapacityProviderResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteCapacityProviderResponse {
     /// `capacityProvider`.
     #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
@@ -3066,6 +3149,7 @@ checked_struct!(DeleteCapacityProviderResponse);
 
 /// Shape `DeleteClusterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteClusterRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -3082,6 +3166,7 @@ checked_struct!(DeleteClusterRequest);
 
 /// Shape `DeleteClusterResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteClusterResponse {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -3098,6 +3183,7 @@ checked_struct!(DeleteClusterResponse);
 
 /// Shape `DeleteDaemonRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDaemonRequest {
     /// `daemonArn` (required).
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
@@ -3114,6 +3200,7 @@ checked_struct!(DeleteDaemonRequest);
 
 /// Shape `DeleteDaemonResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDaemonResponse {
     /// `createdAt`.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -3146,6 +3233,7 @@ checked_struct!(DeleteDaemonResponse);
 
 /// Shape `DeleteDaemonTaskDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDaemonTaskDefinitionRequest {
     /// `daemonTaskDefinition` (required).
     #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
@@ -3162,6 +3250,7 @@ checked_struct!(DeleteDaemonTaskDefinitionRequest);
 
 /// Shape `DeleteDaemonTaskDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDaemonTaskDefinitionResponse {
     /// `daemonTaskDefinitionArn`.
     #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
@@ -3178,6 +3267,7 @@ checked_struct!(DeleteDaemonTaskDefinitionResponse);
 
 /// Shape `DeleteExpressGatewayServiceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteExpressGatewayServiceRequest {
     /// `serviceArn` (required).
     #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
@@ -3194,6 +3284,7 @@ checked_struct!(DeleteExpressGatewayServiceRequest);
 
 /// Shape `DeleteExpressGatewayServiceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteExpressGatewayServiceResponse {
     /// `service`.
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
@@ -3210,6 +3301,7 @@ checked_struct!(DeleteExpressGatewayServiceResponse);
 
 /// Shape `DeleteServiceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteServiceRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -3234,6 +3326,7 @@ checked_struct!(DeleteServiceRequest);
 
 /// Shape `DeleteServiceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteServiceResponse {
     /// `service`.
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
@@ -3250,6 +3343,7 @@ checked_struct!(DeleteServiceResponse);
 
 /// Shape `DeleteTaskDefinitionsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteTaskDefinitionsRequest {
     /// `taskDefinitions` (required).
     #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
@@ -3266,6 +3360,7 @@ checked_struct!(DeleteTaskDefinitionsRequest);
 
 /// Shape `DeleteTaskDefinitionsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteTaskDefinitionsResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -3286,6 +3381,7 @@ checked_struct!(DeleteTaskDefinitionsResponse);
 
 /// Shape `DeleteTaskSetRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteTaskSetRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -3314,6 +3410,7 @@ checked_struct!(DeleteTaskSetRequest);
 
 /// Shape `DeleteTaskSetResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteTaskSetResponse {
     /// `taskSet`.
     #[serde(rename = "taskSet", default, skip_serializing_if = "Option::is_none")]
@@ -3330,6 +3427,7 @@ checked_struct!(DeleteTaskSetResponse);
 
 /// Shape `Deployment`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Deployment {
     /// `capacityProviderStrategy`.
     #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
@@ -3426,6 +3524,7 @@ checked_struct!(Deployment);
 
 /// Shape `DeploymentAlarms`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentAlarms {
     /// `alarmNames` (required).
     #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
@@ -3450,6 +3549,7 @@ checked_struct!(DeploymentAlarms);
 
 /// Shape `DeploymentCircuitBreaker`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentCircuitBreaker {
     /// `enable` (required).
     #[serde(rename = "enable", default, skip_serializing_if = "Option::is_none")]
@@ -3470,6 +3570,7 @@ checked_struct!(DeploymentCircuitBreaker);
 
 /// Shape `DeploymentConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentConfiguration {
     /// `alarms`.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
@@ -3518,6 +3619,7 @@ checked_struct!(DeploymentConfiguration);
 
 /// Shape `DeploymentController`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentController {
     /// `type` (required).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -3543,6 +3645,7 @@ string_enum! {
 
 /// Shape `DeploymentEphemeralStorage`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentEphemeralStorage {
     /// `kmsKeyId`.
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
@@ -3559,6 +3662,7 @@ checked_struct!(DeploymentEphemeralStorage);
 
 /// Shape `DeploymentLifecycleHook`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentLifecycleHook {
     /// `hookDetails`.
     #[serde(rename = "hookDetails", default, skip_serializing_if = "Option::is_none")]
@@ -3603,6 +3707,7 @@ string_enum! {
 
 /// Shape `DeploymentLifecycleHookDetail`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentLifecycleHookDetail {
     /// `expiresAt`.
     #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
@@ -3672,6 +3777,7 @@ string_enum! {
 
 /// Shape `DeploymentLifecycleHookTimeoutConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeploymentLifecycleHookTimeoutConfiguration {
     /// `action`.
     #[serde(rename = "action", default, skip_serializing_if = "Option::is_none")]
@@ -3711,6 +3817,7 @@ string_enum! {
 
 /// Shape `DeregisterContainerInstanceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeregisterContainerInstanceRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -3735,6 +3842,7 @@ checked_struct!(DeregisterContainerInstanceRequest);
 
 /// Shape `DeregisterContainerInstanceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeregisterContainerInstanceResponse {
     /// `containerInstance`.
     #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
@@ -3751,6 +3859,7 @@ checked_struct!(DeregisterContainerInstanceResponse);
 
 /// Shape `DeregisterTaskDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeregisterTaskDefinitionRequest {
     /// `taskDefinition` (required).
     #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
@@ -3767,6 +3876,7 @@ checked_struct!(DeregisterTaskDefinitionRequest);
 
 /// Shape `DeregisterTaskDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeregisterTaskDefinitionResponse {
     /// `taskDefinition`.
     #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
@@ -3783,6 +3893,7 @@ checked_struct!(DeregisterTaskDefinitionResponse);
 
 /// Shape `DescribeCapacityProvidersRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeCapacityProvidersRequest {
     /// `capacityProviders`.
     #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
@@ -3815,6 +3926,7 @@ checked_struct!(DescribeCapacityProvidersRequest);
 
 /// Shape `DescribeCapacityProvidersResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeCapacityProvidersResponse {
     /// `capacityProviders`.
     #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
@@ -3839,6 +3951,7 @@ checked_struct!(DescribeCapacityProvidersResponse);
 
 /// Shape `DescribeClustersRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeClustersRequest {
     /// `clusters`.
     #[serde(rename = "clusters", default, skip_serializing_if = "Option::is_none")]
@@ -3859,6 +3972,7 @@ checked_struct!(DescribeClustersRequest);
 
 /// Shape `DescribeClustersResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeClustersResponse {
     /// `clusters`.
     #[serde(rename = "clusters", default, skip_serializing_if = "Option::is_none")]
@@ -3879,6 +3993,7 @@ checked_struct!(DescribeClustersResponse);
 
 /// Shape `DescribeContainerInstancesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeContainerInstancesRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -3903,6 +4018,7 @@ checked_struct!(DescribeContainerInstancesRequest);
 
 /// Shape `DescribeContainerInstancesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeContainerInstancesResponse {
     /// `containerInstances`.
     #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
@@ -3923,6 +4039,7 @@ checked_struct!(DescribeContainerInstancesResponse);
 
 /// Shape `DescribeDaemonDeploymentsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonDeploymentsRequest {
     /// `daemonDeploymentArns` (required).
     #[serde(rename = "daemonDeploymentArns", default, skip_serializing_if = "Option::is_none")]
@@ -3939,6 +4056,7 @@ checked_struct!(DescribeDaemonDeploymentsRequest);
 
 /// Shape `DescribeDaemonDeploymentsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonDeploymentsResponse {
     /// `daemonDeployments`.
     #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
@@ -3959,6 +4077,7 @@ checked_struct!(DescribeDaemonDeploymentsResponse);
 
 /// Shape `DescribeDaemonRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonRequest {
     /// `daemonArn` (required).
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
@@ -3975,6 +4094,7 @@ checked_struct!(DescribeDaemonRequest);
 
 /// Shape `DescribeDaemonResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonResponse {
     /// `daemon`.
     #[serde(rename = "daemon", default, skip_serializing_if = "Option::is_none")]
@@ -3991,6 +4111,7 @@ checked_struct!(DescribeDaemonResponse);
 
 /// Shape `DescribeDaemonRevisionsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonRevisionsRequest {
     /// `daemonRevisionArns` (required).
     #[serde(rename = "daemonRevisionArns", default, skip_serializing_if = "Option::is_none")]
@@ -4007,6 +4128,7 @@ checked_struct!(DescribeDaemonRevisionsRequest);
 
 /// Shape `DescribeDaemonRevisionsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonRevisionsResponse {
     /// `daemonRevisions`.
     #[serde(rename = "daemonRevisions", default, skip_serializing_if = "Option::is_none")]
@@ -4027,6 +4149,7 @@ checked_struct!(DescribeDaemonRevisionsResponse);
 
 /// Shape `DescribeDaemonTaskDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonTaskDefinitionRequest {
     /// `daemonTaskDefinition` (required).
     #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
@@ -4043,6 +4166,7 @@ checked_struct!(DescribeDaemonTaskDefinitionRequest);
 
 /// Shape `DescribeDaemonTaskDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDaemonTaskDefinitionResponse {
     /// `daemonTaskDefinition`.
     #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
@@ -4059,6 +4183,7 @@ checked_struct!(DescribeDaemonTaskDefinitionResponse);
 
 /// Shape `DescribeExpressGatewayServiceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeExpressGatewayServiceRequest {
     /// `include`.
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
@@ -4079,6 +4204,7 @@ checked_struct!(DescribeExpressGatewayServiceRequest);
 
 /// Shape `DescribeExpressGatewayServiceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeExpressGatewayServiceResponse {
     /// `service`.
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
@@ -4095,6 +4221,7 @@ checked_struct!(DescribeExpressGatewayServiceResponse);
 
 /// Shape `DescribeServiceDeploymentsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeServiceDeploymentsRequest {
     /// `serviceDeploymentArns` (required).
     #[serde(rename = "serviceDeploymentArns", default, skip_serializing_if = "Option::is_none")]
@@ -4111,6 +4238,7 @@ checked_struct!(DescribeServiceDeploymentsRequest);
 
 /// Shape `DescribeServiceDeploymentsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeServiceDeploymentsResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4131,6 +4259,7 @@ checked_struct!(DescribeServiceDeploymentsResponse);
 
 /// Shape `DescribeServiceRevisionsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeServiceRevisionsRequest {
     /// `serviceRevisionArns` (required).
     #[serde(rename = "serviceRevisionArns", default, skip_serializing_if = "Option::is_none")]
@@ -4147,6 +4276,7 @@ checked_struct!(DescribeServiceRevisionsRequest);
 
 /// Shape `DescribeServiceRevisionsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeServiceRevisionsResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4167,6 +4297,7 @@ checked_struct!(DescribeServiceRevisionsResponse);
 
 /// Shape `DescribeServicesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeServicesRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -4191,6 +4322,7 @@ checked_struct!(DescribeServicesRequest);
 
 /// Shape `DescribeServicesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeServicesResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4211,6 +4343,7 @@ checked_struct!(DescribeServicesResponse);
 
 /// Shape `DescribeTaskDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeTaskDefinitionRequest {
     /// `include`.
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
@@ -4231,6 +4364,7 @@ checked_struct!(DescribeTaskDefinitionRequest);
 
 /// Shape `DescribeTaskDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeTaskDefinitionResponse {
     /// `tags`.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -4251,6 +4385,7 @@ checked_struct!(DescribeTaskDefinitionResponse);
 
 /// Shape `DescribeTaskSetsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeTaskSetsRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -4279,6 +4414,7 @@ checked_struct!(DescribeTaskSetsRequest);
 
 /// Shape `DescribeTaskSetsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeTaskSetsResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4299,6 +4435,7 @@ checked_struct!(DescribeTaskSetsResponse);
 
 /// Shape `DescribeTasksRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeTasksRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -4323,6 +4460,7 @@ checked_struct!(DescribeTasksRequest);
 
 /// Shape `DescribeTasksResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeTasksResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4352,6 +4490,7 @@ string_enum! {
 
 /// Shape `Device`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Device {
     /// `containerPath`.
     #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
@@ -4385,6 +4524,7 @@ string_enum! {
 
 /// Shape `DiscoverPollEndpointRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DiscoverPollEndpointRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -4405,6 +4545,7 @@ checked_struct!(DiscoverPollEndpointRequest);
 
 /// Shape `DiscoverPollEndpointResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DiscoverPollEndpointResponse {
     /// `endpoint`.
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
@@ -4429,6 +4570,7 @@ checked_struct!(DiscoverPollEndpointResponse);
 
 /// Shape `DockerVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DockerVolumeConfiguration {
     /// `autoprovision`.
     #[serde(rename = "autoprovision", default, skip_serializing_if = "Option::is_none")]
@@ -4468,6 +4610,7 @@ string_enum! {
 
 /// Shape `EBSTagSpecification`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct EBSTagSpecification {
     /// `propagateTags`.
     #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
@@ -4492,6 +4635,7 @@ checked_struct!(EBSTagSpecification);
 
 /// Shape `ECSExpressGatewayService`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ECSExpressGatewayService {
     /// `activeConfigurations`.
     #[serde(rename = "activeConfigurations", default, skip_serializing_if = "Option::is_none")]
@@ -4544,6 +4688,7 @@ checked_struct!(ECSExpressGatewayService);
 
 /// Shape `ECSManagedResources`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ECSManagedResources {
     /// `autoScaling`.
     #[serde(rename = "autoScaling", default, skip_serializing_if = "Option::is_none")]
@@ -4576,6 +4721,7 @@ checked_struct!(ECSManagedResources);
 
 /// Shape `EFSAuthorizationConfig`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct EFSAuthorizationConfig {
     /// `accessPointId`.
     #[serde(rename = "accessPointId", default, skip_serializing_if = "Option::is_none")]
@@ -4612,6 +4758,7 @@ string_enum! {
 
 /// Shape `EFSVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct EFSVolumeConfiguration {
     /// `authorizationConfig`.
     #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
@@ -4644,6 +4791,7 @@ checked_struct!(EFSVolumeConfiguration);
 
 /// Shape `EnvironmentFile`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct EnvironmentFile {
     /// `type` (required).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -4671,6 +4819,7 @@ string_enum! {
 
 /// Shape `EphemeralStorage`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct EphemeralStorage {
     /// `sizeInGiB` (required).
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
@@ -4687,6 +4836,7 @@ checked_struct!(EphemeralStorage);
 
 /// Shape `ExecuteCommandConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExecuteCommandConfiguration {
     /// `kmsKeyId`.
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
@@ -4711,6 +4861,7 @@ checked_struct!(ExecuteCommandConfiguration);
 
 /// Shape `ExecuteCommandLogConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExecuteCommandLogConfiguration {
     /// `cloudWatchEncryptionEnabled`.
     #[serde(rename = "cloudWatchEncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
@@ -4752,6 +4903,7 @@ string_enum! {
 
 /// Shape `ExecuteCommandRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExecuteCommandRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -4784,6 +4936,7 @@ checked_struct!(ExecuteCommandRequest);
 
 /// Shape `ExecuteCommandResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExecuteCommandResponse {
     /// `clusterArn`.
     #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
@@ -4820,6 +4973,7 @@ checked_struct!(ExecuteCommandResponse);
 
 /// Shape `ExpressGatewayContainer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExpressGatewayContainer {
     /// `awsLogsConfiguration`.
     #[serde(rename = "awsLogsConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -4860,6 +5014,7 @@ checked_struct!(ExpressGatewayContainer);
 
 /// Shape `ExpressGatewayRepositoryCredentials`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExpressGatewayRepositoryCredentials {
     /// `credentialsParameter`.
     #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
@@ -4876,6 +5031,7 @@ checked_struct!(ExpressGatewayRepositoryCredentials);
 
 /// Shape `ExpressGatewayScalingTarget`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExpressGatewayScalingTarget {
     /// `autoScalingMetric`.
     #[serde(rename = "autoScalingMetric", default, skip_serializing_if = "Option::is_none")]
@@ -4904,6 +5060,7 @@ checked_struct!(ExpressGatewayScalingTarget);
 
 /// Shape `ExpressGatewayServiceAwsLogsConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExpressGatewayServiceAwsLogsConfiguration {
     /// `logGroup` (required).
     #[serde(rename = "logGroup", default, skip_serializing_if = "Option::is_none")]
@@ -4924,6 +5081,7 @@ checked_struct!(ExpressGatewayServiceAwsLogsConfiguration);
 
 /// Shape `ExpressGatewayServiceConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExpressGatewayServiceConfiguration {
     /// `cpu`.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -4987,6 +5145,7 @@ string_enum! {
 
 /// Shape `ExpressGatewayServiceNetworkConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExpressGatewayServiceNetworkConfiguration {
     /// `securityGroups`.
     #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
@@ -5016,6 +5175,7 @@ string_enum! {
 
 /// Shape `ExpressGatewayServiceStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExpressGatewayServiceStatus {
     /// `statusCode`.
     #[serde(rename = "statusCode", default, skip_serializing_if = "Option::is_none")]
@@ -5045,6 +5205,7 @@ string_enum! {
 
 /// Shape `FSxWindowsFileServerAuthorizationConfig`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FSxWindowsFileServerAuthorizationConfig {
     /// `credentialsParameter` (required).
     #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
@@ -5065,6 +5226,7 @@ checked_struct!(FSxWindowsFileServerAuthorizationConfig);
 
 /// Shape `FSxWindowsFileServerVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FSxWindowsFileServerVolumeConfiguration {
     /// `authorizationConfig` (required).
     #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
@@ -5089,6 +5251,7 @@ checked_struct!(FSxWindowsFileServerVolumeConfiguration);
 
 /// Shape `Failure`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Failure {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -5113,6 +5276,7 @@ checked_struct!(Failure);
 
 /// Shape `FirelensConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FirelensConfiguration {
     /// `options`.
     #[serde(rename = "options", default, skip_serializing_if = "Option::is_none")]
@@ -5141,6 +5305,7 @@ string_enum! {
 
 /// Shape `GetTaskProtectionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetTaskProtectionRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -5161,6 +5326,7 @@ checked_struct!(GetTaskProtectionRequest);
 
 /// Shape `GetTaskProtectionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetTaskProtectionResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -5181,6 +5347,7 @@ checked_struct!(GetTaskProtectionResponse);
 
 /// Shape `HealthCheck`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct HealthCheck {
     /// `command` (required).
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
@@ -5222,6 +5389,7 @@ string_enum! {
 
 /// Shape `HostEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct HostEntry {
     /// `hostname` (required).
     #[serde(rename = "hostname", default, skip_serializing_if = "Option::is_none")]
@@ -5242,6 +5410,7 @@ checked_struct!(HostEntry);
 
 /// Shape `HostVolumeProperties`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct HostVolumeProperties {
     /// `sourcePath`.
     #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
@@ -5258,6 +5427,7 @@ checked_struct!(HostVolumeProperties);
 
 /// Shape `InferenceAccelerator`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InferenceAccelerator {
     /// `deviceName` (required).
     #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
@@ -5278,6 +5448,7 @@ checked_struct!(InferenceAccelerator);
 
 /// Shape `InferenceAcceleratorOverride`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InferenceAcceleratorOverride {
     /// `deviceName`.
     #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
@@ -5298,6 +5469,7 @@ checked_struct!(InferenceAcceleratorOverride);
 
 /// Shape `InfrastructureOptimization`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InfrastructureOptimization {
     /// `scaleInAfter`.
     #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
@@ -5314,6 +5486,7 @@ checked_struct!(InfrastructureOptimization);
 
 /// Shape `IngressPathSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct IngressPathSummary {
     /// `accessType` (required).
     #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
@@ -5342,6 +5515,7 @@ string_enum! {
 
 /// Shape `InstanceHealthCheckResult`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InstanceHealthCheckResult {
     /// `lastStatusChange`.
     #[serde(rename = "lastStatusChange", default, skip_serializing_if = "Option::is_none")]
@@ -5393,6 +5567,7 @@ string_enum! {
 
 /// Shape `InstanceLaunchTemplate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InstanceLaunchTemplate {
     /// `capacityOptionType`.
     #[serde(rename = "capacityOptionType", default, skip_serializing_if = "Option::is_none")]
@@ -5445,6 +5620,7 @@ checked_struct!(InstanceLaunchTemplate);
 
 /// Shape `InstanceLaunchTemplateUpdate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InstanceLaunchTemplateUpdate {
     /// `capacityReservations`.
     #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
@@ -5489,6 +5665,7 @@ checked_struct!(InstanceLaunchTemplateUpdate);
 
 /// Shape `InstanceRequirementsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InstanceRequirementsRequest {
     /// `acceleratorCount`.
     #[serde(rename = "acceleratorCount", default, skip_serializing_if = "Option::is_none")]
@@ -5597,6 +5774,7 @@ checked_struct!(InstanceRequirementsRequest);
 
 /// Shape `InvalidParameterException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InvalidParameterException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -5622,6 +5800,7 @@ string_enum! {
 
 /// Shape `KernelCapabilities`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct KernelCapabilities {
     /// `add`.
     #[serde(rename = "add", default, skip_serializing_if = "Option::is_none")]
@@ -5642,6 +5821,7 @@ checked_struct!(KernelCapabilities);
 
 /// Shape `KeyValuePair`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct KeyValuePair {
     /// `name`.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -5672,6 +5852,7 @@ string_enum! {
 
 /// Shape `LimitExceededException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LimitExceededException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -5688,6 +5869,7 @@ checked_struct!(LimitExceededException);
 
 /// Shape `LinearConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LinearConfiguration {
     /// `stepBakeTimeInMinutes`.
     #[serde(rename = "stepBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
@@ -5708,6 +5890,7 @@ checked_struct!(LinearConfiguration);
 
 /// Shape `LinuxParameters`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LinuxParameters {
     /// `capabilities`.
     #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
@@ -5748,6 +5931,7 @@ checked_struct!(LinuxParameters);
 
 /// Shape `ListAccountSettingsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAccountSettingsRequest {
     /// `effectiveSettings`.
     #[serde(rename = "effectiveSettings", default, skip_serializing_if = "Option::is_none")]
@@ -5784,6 +5968,7 @@ checked_struct!(ListAccountSettingsRequest);
 
 /// Shape `ListAccountSettingsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAccountSettingsResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -5804,6 +5989,7 @@ checked_struct!(ListAccountSettingsResponse);
 
 /// Shape `ListAttributesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAttributesRequest {
     /// `attributeName`.
     #[serde(rename = "attributeName", default, skip_serializing_if = "Option::is_none")]
@@ -5840,6 +6026,7 @@ checked_struct!(ListAttributesRequest);
 
 /// Shape `ListAttributesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAttributesResponse {
     /// `attributes`.
     #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
@@ -5860,6 +6047,7 @@ checked_struct!(ListAttributesResponse);
 
 /// Shape `ListClustersRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListClustersRequest {
     /// `maxResults`.
     #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
@@ -5880,6 +6068,7 @@ checked_struct!(ListClustersRequest);
 
 /// Shape `ListClustersResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListClustersResponse {
     /// `clusterArns`.
     #[serde(rename = "clusterArns", default, skip_serializing_if = "Option::is_none")]
@@ -5900,6 +6089,7 @@ checked_struct!(ListClustersResponse);
 
 /// Shape `ListContainerInstancesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListContainerInstancesRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -5932,6 +6122,7 @@ checked_struct!(ListContainerInstancesRequest);
 
 /// Shape `ListContainerInstancesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListContainerInstancesResponse {
     /// `containerInstanceArns`.
     #[serde(rename = "containerInstanceArns", default, skip_serializing_if = "Option::is_none")]
@@ -5952,6 +6143,7 @@ checked_struct!(ListContainerInstancesResponse);
 
 /// Shape `ListDaemonDeploymentsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListDaemonDeploymentsRequest {
     /// `createdAt`.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -5984,6 +6176,7 @@ checked_struct!(ListDaemonDeploymentsRequest);
 
 /// Shape `ListDaemonDeploymentsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListDaemonDeploymentsResponse {
     /// `daemonDeployments`.
     #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
@@ -6004,6 +6197,7 @@ checked_struct!(ListDaemonDeploymentsResponse);
 
 /// Shape `ListDaemonTaskDefinitionsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListDaemonTaskDefinitionsRequest {
     /// `family`.
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
@@ -6044,6 +6238,7 @@ checked_struct!(ListDaemonTaskDefinitionsRequest);
 
 /// Shape `ListDaemonTaskDefinitionsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListDaemonTaskDefinitionsResponse {
     /// `daemonTaskDefinitions`.
     #[serde(rename = "daemonTaskDefinitions", default, skip_serializing_if = "Option::is_none")]
@@ -6064,6 +6259,7 @@ checked_struct!(ListDaemonTaskDefinitionsResponse);
 
 /// Shape `ListDaemonsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListDaemonsRequest {
     /// `capacityProviderArns`.
     #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
@@ -6092,6 +6288,7 @@ checked_struct!(ListDaemonsRequest);
 
 /// Shape `ListDaemonsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListDaemonsResponse {
     /// `daemonSummariesList`.
     #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
@@ -6112,6 +6309,7 @@ checked_struct!(ListDaemonsResponse);
 
 /// Shape `ListServiceDeploymentsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListServiceDeploymentsRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -6148,6 +6346,7 @@ checked_struct!(ListServiceDeploymentsRequest);
 
 /// Shape `ListServiceDeploymentsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListServiceDeploymentsResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6168,6 +6367,7 @@ checked_struct!(ListServiceDeploymentsResponse);
 
 /// Shape `ListServicesByNamespaceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListServicesByNamespaceRequest {
     /// `maxResults`.
     #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
@@ -6192,6 +6392,7 @@ checked_struct!(ListServicesByNamespaceRequest);
 
 /// Shape `ListServicesByNamespaceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListServicesByNamespaceResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6212,6 +6413,7 @@ checked_struct!(ListServicesByNamespaceResponse);
 
 /// Shape `ListServicesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListServicesRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -6248,6 +6450,7 @@ checked_struct!(ListServicesRequest);
 
 /// Shape `ListServicesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListServicesResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6268,6 +6471,7 @@ checked_struct!(ListServicesResponse);
 
 /// Shape `ListTagsForResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsForResourceRequest {
     /// `resourceArn` (required).
     #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -6284,6 +6488,7 @@ checked_struct!(ListTagsForResourceRequest);
 
 /// Shape `ListTagsForResourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsForResourceResponse {
     /// `tags`.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -6300,6 +6505,7 @@ checked_struct!(ListTagsForResourceResponse);
 
 /// Shape `ListTaskDefinitionFamiliesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTaskDefinitionFamiliesRequest {
     /// `familyPrefix`.
     #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
@@ -6328,6 +6534,7 @@ checked_struct!(ListTaskDefinitionFamiliesRequest);
 
 /// Shape `ListTaskDefinitionFamiliesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTaskDefinitionFamiliesResponse {
     /// `families`.
     #[serde(rename = "families", default, skip_serializing_if = "Option::is_none")]
@@ -6348,6 +6555,7 @@ checked_struct!(ListTaskDefinitionFamiliesResponse);
 
 /// Shape `ListTaskDefinitionsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTaskDefinitionsRequest {
     /// `familyPrefix`.
     #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
@@ -6380,6 +6588,7 @@ checked_struct!(ListTaskDefinitionsRequest);
 
 /// Shape `ListTaskDefinitionsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTaskDefinitionsResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6400,6 +6609,7 @@ checked_struct!(ListTaskDefinitionsResponse);
 
 /// Shape `ListTasksRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTasksRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -6452,6 +6662,7 @@ checked_struct!(ListTasksRequest);
 
 /// Shape `ListTasksResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTasksResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6472,6 +6683,7 @@ checked_struct!(ListTasksResponse);
 
 /// Shape `LoadBalancer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LoadBalancer {
     /// `advancedConfiguration`.
     #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -6521,6 +6733,7 @@ string_enum! {
 
 /// Shape `LogConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogConfiguration {
     /// `logDriver` (required).
     #[serde(rename = "logDriver", default, skip_serializing_if = "Option::is_none")]
@@ -6559,6 +6772,7 @@ string_enum! {
 
 /// Shape `ManagedAgent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedAgent {
     /// `lastStartedAt`.
     #[serde(rename = "lastStartedAt", default, skip_serializing_if = "Option::is_none")]
@@ -6594,6 +6808,7 @@ string_enum! {
 
 /// Shape `ManagedAgentStateChange`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedAgentStateChange {
     /// `containerName` (required).
     #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
@@ -6622,6 +6837,7 @@ checked_struct!(ManagedAgentStateChange);
 
 /// Shape `ManagedApplicationAutoScalingPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedApplicationAutoScalingPolicy {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -6662,6 +6878,7 @@ checked_struct!(ManagedApplicationAutoScalingPolicy);
 
 /// Shape `ManagedAutoScaling`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedAutoScaling {
     /// `applicationAutoScalingPolicies`.
     #[serde(rename = "applicationAutoScalingPolicies", default, skip_serializing_if = "Option::is_none")]
@@ -6682,6 +6899,7 @@ checked_struct!(ManagedAutoScaling);
 
 /// Shape `ManagedCertificate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedCertificate {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -6722,6 +6940,7 @@ string_enum! {
 
 /// Shape `ManagedIngressPath`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedIngressPath {
     /// `accessType` (required).
     #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
@@ -6766,6 +6985,7 @@ checked_struct!(ManagedIngressPath);
 
 /// Shape `ManagedInstancesLocalStorageConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedInstancesLocalStorageConfiguration {
     /// `useLocalStorage`.
     #[serde(rename = "useLocalStorage", default, skip_serializing_if = "Option::is_none")]
@@ -6790,6 +7010,7 @@ string_enum! {
 
 /// Shape `ManagedInstancesNetworkConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedInstancesNetworkConfiguration {
     /// `securityGroups`.
     #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
@@ -6810,6 +7031,7 @@ checked_struct!(ManagedInstancesNetworkConfiguration);
 
 /// Shape `ManagedInstancesProvider`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedInstancesProvider {
     /// `autoRepairConfiguration`.
     #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -6842,6 +7064,7 @@ checked_struct!(ManagedInstancesProvider);
 
 /// Shape `ManagedInstancesStorageConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedInstancesStorageConfiguration {
     /// `storageSizeGiB`.
     #[serde(rename = "storageSizeGiB", default, skip_serializing_if = "Option::is_none")]
@@ -6858,6 +7081,7 @@ checked_struct!(ManagedInstancesStorageConfiguration);
 
 /// Shape `ManagedListener`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedListener {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -6886,6 +7110,7 @@ checked_struct!(ManagedListener);
 
 /// Shape `ManagedListenerRule`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedListenerRule {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -6914,6 +7139,7 @@ checked_struct!(ManagedListenerRule);
 
 /// Shape `ManagedLoadBalancer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedLoadBalancer {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -6954,6 +7180,7 @@ checked_struct!(ManagedLoadBalancer);
 
 /// Shape `ManagedLogGroup`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedLogGroup {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -6986,6 +7213,7 @@ checked_struct!(ManagedLogGroup);
 
 /// Shape `ManagedMetricAlarm`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedMetricAlarm {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -7025,6 +7253,7 @@ string_enum! {
 
 /// Shape `ManagedScalableTarget`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedScalableTarget {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -7061,6 +7290,7 @@ checked_struct!(ManagedScalableTarget);
 
 /// Shape `ManagedScaling`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedScaling {
     /// `instanceWarmupPeriod`.
     #[serde(rename = "instanceWarmupPeriod", default, skip_serializing_if = "Option::is_none")]
@@ -7101,6 +7331,7 @@ string_enum! {
 
 /// Shape `ManagedSecurityGroup`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedSecurityGroup {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -7129,6 +7360,7 @@ checked_struct!(ManagedSecurityGroup);
 
 /// Shape `ManagedStorageConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedStorageConfiguration {
     /// `fargateEphemeralStorageKmsKeyId`.
     #[serde(rename = "fargateEphemeralStorageKmsKeyId", default, skip_serializing_if = "Option::is_none")]
@@ -7149,6 +7381,7 @@ checked_struct!(ManagedStorageConfiguration);
 
 /// Shape `ManagedTargetGroup`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ManagedTargetGroup {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -7197,6 +7430,7 @@ string_enum! {
 
 /// Shape `MemoryGiBPerVCpuRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MemoryGiBPerVCpuRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -7217,6 +7451,7 @@ checked_struct!(MemoryGiBPerVCpuRequest);
 
 /// Shape `MemoryMiBRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MemoryMiBRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -7237,6 +7472,7 @@ checked_struct!(MemoryMiBRequest);
 
 /// Shape `MissingVersionException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MissingVersionException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -7253,6 +7489,7 @@ checked_struct!(MissingVersionException);
 
 /// Shape `MountPoint`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MountPoint {
     /// `containerPath`.
     #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
@@ -7277,6 +7514,7 @@ checked_struct!(MountPoint);
 
 /// Shape `NamespaceNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NamespaceNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -7293,6 +7531,7 @@ checked_struct!(NamespaceNotFoundException);
 
 /// Shape `NetworkBandwidthGbpsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NetworkBandwidthGbpsRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -7313,6 +7552,7 @@ checked_struct!(NetworkBandwidthGbpsRequest);
 
 /// Shape `NetworkBinding`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NetworkBinding {
     /// `bindIP`.
     #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
@@ -7349,6 +7589,7 @@ checked_struct!(NetworkBinding);
 
 /// Shape `NetworkConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NetworkConfiguration {
     /// `awsvpcConfiguration`.
     #[serde(rename = "awsvpcConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -7365,6 +7606,7 @@ checked_struct!(NetworkConfiguration);
 
 /// Shape `NetworkInterface`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NetworkInterface {
     /// `attachmentId`.
     #[serde(rename = "attachmentId", default, skip_serializing_if = "Option::is_none")]
@@ -7389,6 +7631,7 @@ checked_struct!(NetworkInterface);
 
 /// Shape `NetworkInterfaceCountRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NetworkInterfaceCountRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -7419,6 +7662,7 @@ string_enum! {
 
 /// Shape `NoUpdateAvailableException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NoUpdateAvailableException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -7459,6 +7703,7 @@ string_enum! {
 
 /// Shape `PlacementConstraint`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PlacementConstraint {
     /// `expression`.
     #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
@@ -7487,6 +7732,7 @@ string_enum! {
 
 /// Shape `PlacementStrategy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PlacementStrategy {
     /// `field`.
     #[serde(rename = "field", default, skip_serializing_if = "Option::is_none")]
@@ -7516,6 +7762,7 @@ string_enum! {
 
 /// Shape `PlatformDevice`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PlatformDevice {
     /// `id` (required).
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
@@ -7543,6 +7790,7 @@ string_enum! {
 
 /// Shape `PlatformTaskDefinitionIncompatibilityException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PlatformTaskDefinitionIncompatibilityException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -7559,6 +7807,7 @@ checked_struct!(PlatformTaskDefinitionIncompatibilityException);
 
 /// Shape `PlatformUnknownException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PlatformUnknownException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -7575,6 +7824,7 @@ checked_struct!(PlatformUnknownException);
 
 /// Shape `PortMapping`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PortMapping {
     /// `appProtocol`.
     #[serde(rename = "appProtocol", default, skip_serializing_if = "Option::is_none")]
@@ -7628,6 +7878,7 @@ string_enum! {
 
 /// Shape `ProtectedTask`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ProtectedTask {
     /// `expirationDate`.
     #[serde(rename = "expirationDate", default, skip_serializing_if = "Option::is_none")]
@@ -7652,6 +7903,7 @@ checked_struct!(ProtectedTask);
 
 /// Shape `ProxyConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ProxyConfiguration {
     /// `containerName` (required).
     #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
@@ -7683,6 +7935,7 @@ string_enum! {
 
 /// Shape `PutAccountSettingDefaultRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAccountSettingDefaultRequest {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -7703,6 +7956,7 @@ checked_struct!(PutAccountSettingDefaultRequest);
 
 /// Shape `PutAccountSettingDefaultResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAccountSettingDefaultResponse {
     /// `setting`.
     #[serde(rename = "setting", default, skip_serializing_if = "Option::is_none")]
@@ -7719,6 +7973,7 @@ checked_struct!(PutAccountSettingDefaultResponse);
 
 /// Shape `PutAccountSettingRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAccountSettingRequest {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -7743,6 +7998,7 @@ checked_struct!(PutAccountSettingRequest);
 
 /// Shape `PutAccountSettingResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAccountSettingResponse {
     /// `setting`.
     #[serde(rename = "setting", default, skip_serializing_if = "Option::is_none")]
@@ -7759,6 +8015,7 @@ checked_struct!(PutAccountSettingResponse);
 
 /// Shape `PutAttributesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAttributesRequest {
     /// `attributes` (required).
     #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
@@ -7779,6 +8036,7 @@ checked_struct!(PutAttributesRequest);
 
 /// Shape `PutAttributesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAttributesResponse {
     /// `attributes`.
     #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
@@ -7795,6 +8053,7 @@ checked_struct!(PutAttributesResponse);
 
 /// Shape `PutClusterCapacityProvidersRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutClusterCapacityProvidersRequest {
     /// `capacityProviders` (required).
     #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
@@ -7819,6 +8078,7 @@ checked_struct!(PutClusterCapacityProvidersRequest);
 
 /// Shape `PutClusterCapacityProvidersResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutClusterCapacityProvidersResponse {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -7835,6 +8095,7 @@ checked_struct!(PutClusterCapacityProvidersResponse);
 
 /// Shape `RegisterContainerInstanceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterContainerInstanceRequest {
     /// `attributes`.
     #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
@@ -7883,6 +8144,7 @@ checked_struct!(RegisterContainerInstanceRequest);
 
 /// Shape `RegisterContainerInstanceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterContainerInstanceResponse {
     /// `containerInstance`.
     #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
@@ -7899,6 +8161,7 @@ checked_struct!(RegisterContainerInstanceResponse);
 
 /// Shape `RegisterDaemonTaskDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterDaemonTaskDefinitionRequest {
     /// `containerDefinitions` (required).
     #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
@@ -7943,6 +8206,7 @@ checked_struct!(RegisterDaemonTaskDefinitionRequest);
 
 /// Shape `RegisterDaemonTaskDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterDaemonTaskDefinitionResponse {
     /// `daemonTaskDefinitionArn`.
     #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
@@ -7959,6 +8223,7 @@ checked_struct!(RegisterDaemonTaskDefinitionResponse);
 
 /// Shape `RegisterTaskDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterTaskDefinitionRequest {
     /// `containerDefinitions` (required).
     #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
@@ -8043,6 +8308,7 @@ checked_struct!(RegisterTaskDefinitionRequest);
 
 /// Shape `RegisterTaskDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RegisterTaskDefinitionResponse {
     /// `tags`.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -8063,6 +8329,7 @@ checked_struct!(RegisterTaskDefinitionResponse);
 
 /// Shape `RepositoryCredentials`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RepositoryCredentials {
     /// `credentialsParameter` (required).
     #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
@@ -8079,6 +8346,7 @@ checked_struct!(RepositoryCredentials);
 
 /// Shape `ResolvedConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResolvedConfiguration {
     /// `loadBalancers`.
     #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
@@ -8095,6 +8363,7 @@ checked_struct!(ResolvedConfiguration);
 
 /// Shape `Resource`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Resource {
     /// `doubleValue`.
     #[serde(rename = "doubleValue", default, skip_serializing_if = "Option::is_none")]
@@ -8131,6 +8400,7 @@ checked_struct!(Resource);
 
 /// Shape `ResourceInUseException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceInUseException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -8155,6 +8425,7 @@ string_enum! {
 
 /// Shape `ResourceNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -8171,6 +8442,7 @@ checked_struct!(ResourceNotFoundException);
 
 /// Shape `ResourceRequirement`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceRequirement {
     /// `type` (required).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -8199,6 +8471,7 @@ string_enum! {
 
 /// Shape `Rollback`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Rollback {
     /// `reason`.
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
@@ -8223,6 +8496,7 @@ checked_struct!(Rollback);
 
 /// Shape `RunTaskRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RunTaskRequest {
     /// `capacityProviderStrategy`.
     #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
@@ -8311,6 +8585,7 @@ checked_struct!(RunTaskRequest);
 
 /// Shape `RunTaskResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RunTaskResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -8331,6 +8606,7 @@ checked_struct!(RunTaskResponse);
 
 /// Shape `RuntimePlatform`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RuntimePlatform {
     /// `cpuArchitecture`.
     #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
@@ -8351,6 +8627,7 @@ checked_struct!(RuntimePlatform);
 
 /// Shape `S3FilesVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct S3FilesVolumeConfiguration {
     /// `accessPointArn`.
     #[serde(rename = "accessPointArn", default, skip_serializing_if = "Option::is_none")]
@@ -8379,6 +8656,7 @@ checked_struct!(S3FilesVolumeConfiguration);
 
 /// Shape `Scale`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Scale {
     /// `unit`.
     #[serde(rename = "unit", default, skip_serializing_if = "Option::is_none")]
@@ -8422,6 +8700,7 @@ string_enum! {
 
 /// Shape `Secret`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Secret {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -8442,6 +8721,7 @@ checked_struct!(Secret);
 
 /// Shape `ServerException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServerException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -8458,6 +8738,7 @@ checked_struct!(ServerException);
 
 /// Shape `Service`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Service {
     /// `availabilityZoneRebalancing`.
     #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
@@ -8610,6 +8891,7 @@ checked_struct!(Service);
 
 /// Shape `ServiceConnectAccessLogConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectAccessLogConfiguration {
     /// `format` (required).
     #[serde(rename = "format", default, skip_serializing_if = "Option::is_none")]
@@ -8638,6 +8920,7 @@ string_enum! {
 
 /// Shape `ServiceConnectClientAlias`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectClientAlias {
     /// `dnsName`.
     #[serde(rename = "dnsName", default, skip_serializing_if = "Option::is_none")]
@@ -8662,6 +8945,7 @@ checked_struct!(ServiceConnectClientAlias);
 
 /// Shape `ServiceConnectConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectConfiguration {
     /// `accessLogConfiguration`.
     #[serde(rename = "accessLogConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -8702,6 +8986,7 @@ string_enum! {
 
 /// Shape `ServiceConnectService`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectService {
     /// `clientAliases`.
     #[serde(rename = "clientAliases", default, skip_serializing_if = "Option::is_none")]
@@ -8738,6 +9023,7 @@ checked_struct!(ServiceConnectService);
 
 /// Shape `ServiceConnectServiceResource`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectServiceResource {
     /// `discoveryArn`.
     #[serde(rename = "discoveryArn", default, skip_serializing_if = "Option::is_none")]
@@ -8758,6 +9044,7 @@ checked_struct!(ServiceConnectServiceResource);
 
 /// Shape `ServiceConnectTestTrafficHeaderMatchRules`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectTestTrafficHeaderMatchRules {
     /// `exact` (required).
     #[serde(rename = "exact", default, skip_serializing_if = "Option::is_none")]
@@ -8774,6 +9061,7 @@ checked_struct!(ServiceConnectTestTrafficHeaderMatchRules);
 
 /// Shape `ServiceConnectTestTrafficHeaderRules`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectTestTrafficHeaderRules {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -8794,6 +9082,7 @@ checked_struct!(ServiceConnectTestTrafficHeaderRules);
 
 /// Shape `ServiceConnectTestTrafficRules`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectTestTrafficRules {
     /// `header` (required).
     #[serde(rename = "header", default, skip_serializing_if = "Option::is_none")]
@@ -8810,6 +9099,7 @@ checked_struct!(ServiceConnectTestTrafficRules);
 
 /// Shape `ServiceConnectTlsCertificateAuthority`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectTlsCertificateAuthority {
     /// `awsPcaAuthorityArn`.
     #[serde(rename = "awsPcaAuthorityArn", default, skip_serializing_if = "Option::is_none")]
@@ -8826,6 +9116,7 @@ checked_struct!(ServiceConnectTlsCertificateAuthority);
 
 /// Shape `ServiceConnectTlsConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceConnectTlsConfiguration {
     /// `issuerCertificateAuthority` (required).
     #[serde(rename = "issuerCertificateAuthority", default, skip_serializing_if = "Option::is_none")]
@@ -8850,6 +9141,7 @@ checked_struct!(ServiceConnectTlsConfiguration);
 
 /// Shape `ServiceCurrentRevisionSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceCurrentRevisionSummary {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -8878,6 +9170,7 @@ checked_struct!(ServiceCurrentRevisionSummary);
 
 /// Shape `ServiceDeployment`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceDeployment {
     /// `alarms`.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
@@ -8962,6 +9255,7 @@ checked_struct!(ServiceDeployment);
 
 /// Shape `ServiceDeploymentAlarms`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceDeploymentAlarms {
     /// `alarmNames`.
     #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
@@ -8986,6 +9280,7 @@ checked_struct!(ServiceDeploymentAlarms);
 
 /// Shape `ServiceDeploymentBrief`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceDeploymentBrief {
     /// `clusterArn`.
     #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
@@ -9034,6 +9329,7 @@ checked_struct!(ServiceDeploymentBrief);
 
 /// Shape `ServiceDeploymentCircuitBreaker`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceDeploymentCircuitBreaker {
     /// `failureCount`.
     #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
@@ -9074,6 +9370,7 @@ string_enum! {
 
 /// Shape `ServiceDeploymentNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceDeploymentNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -9115,6 +9412,7 @@ string_enum! {
 
 /// Shape `ServiceEvent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceEvent {
     /// `createdAt`.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -9146,6 +9444,7 @@ string_enum! {
 
 /// Shape `ServiceManagedEBSVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceManagedEBSVolumeConfiguration {
     /// `encrypted`.
     #[serde(rename = "encrypted", default, skip_serializing_if = "Option::is_none")]
@@ -9202,6 +9501,7 @@ checked_struct!(ServiceManagedEBSVolumeConfiguration);
 
 /// Shape `ServiceNotActiveException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceNotActiveException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -9218,6 +9518,7 @@ checked_struct!(ServiceNotActiveException);
 
 /// Shape `ServiceNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -9234,6 +9535,7 @@ checked_struct!(ServiceNotFoundException);
 
 /// Shape `ServiceRegistry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceRegistry {
     /// `containerName`.
     #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
@@ -9262,6 +9564,7 @@ checked_struct!(ServiceRegistry);
 
 /// Shape `ServiceRevision`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceRevision {
     /// `capacityProviderStrategy`.
     #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
@@ -9354,6 +9657,7 @@ checked_struct!(ServiceRevision);
 
 /// Shape `ServiceRevisionLoadBalancer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceRevisionLoadBalancer {
     /// `productionListenerRule`.
     #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
@@ -9374,6 +9678,7 @@ checked_struct!(ServiceRevisionLoadBalancer);
 
 /// Shape `ServiceRevisionSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceRevisionSummary {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -9410,6 +9715,7 @@ checked_struct!(ServiceRevisionSummary);
 
 /// Shape `ServiceVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceVolumeConfiguration {
     /// `managedEBSVolume`.
     #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
@@ -9430,6 +9736,7 @@ checked_struct!(ServiceVolumeConfiguration);
 
 /// Shape `Session`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Session {
     /// `sessionId`.
     #[serde(rename = "sessionId", default, skip_serializing_if = "Option::is_none")]
@@ -9454,6 +9761,7 @@ checked_struct!(Session);
 
 /// Shape `Setting`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Setting {
     /// `name`.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -9523,6 +9831,7 @@ string_enum! {
 
 /// Shape `StartTaskRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StartTaskRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -9587,6 +9896,7 @@ checked_struct!(StartTaskRequest);
 
 /// Shape `StartTaskResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StartTaskResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -9607,6 +9917,7 @@ checked_struct!(StartTaskResponse);
 
 /// Shape `StopServiceDeploymentRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StopServiceDeploymentRequest {
     /// `serviceDeploymentArn` (required).
     #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
@@ -9627,6 +9938,7 @@ checked_struct!(StopServiceDeploymentRequest);
 
 /// Shape `StopServiceDeploymentResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StopServiceDeploymentResponse {
     /// `serviceDeploymentArn`.
     #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
@@ -9651,6 +9963,7 @@ string_enum! {
 
 /// Shape `StopTaskRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StopTaskRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -9675,6 +9988,7 @@ checked_struct!(StopTaskRequest);
 
 /// Shape `StopTaskResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StopTaskResponse {
     /// `task`.
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
@@ -9691,6 +10005,7 @@ checked_struct!(StopTaskResponse);
 
 /// Shape `SubmitAttachmentStateChangesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubmitAttachmentStateChangesRequest {
     /// `attachments` (required).
     #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
@@ -9711,6 +10026,7 @@ checked_struct!(SubmitAttachmentStateChangesRequest);
 
 /// Shape `SubmitAttachmentStateChangesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubmitAttachmentStateChangesResponse {
     /// `acknowledgment`.
     #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
@@ -9727,6 +10043,7 @@ checked_struct!(SubmitAttachmentStateChangesResponse);
 
 /// Shape `SubmitContainerStateChangeRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubmitContainerStateChangeRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -9771,6 +10088,7 @@ checked_struct!(SubmitContainerStateChangeRequest);
 
 /// Shape `SubmitContainerStateChangeResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubmitContainerStateChangeResponse {
     /// `acknowledgment`.
     #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
@@ -9787,6 +10105,7 @@ checked_struct!(SubmitContainerStateChangeResponse);
 
 /// Shape `SubmitTaskStateChangeRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubmitTaskStateChangeRequest {
     /// `attachments`.
     #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
@@ -9839,6 +10158,7 @@ checked_struct!(SubmitTaskStateChangeRequest);
 
 /// Shape `SubmitTaskStateChangeResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubmitTaskStateChangeResponse {
     /// `acknowledgment`.
     #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
@@ -9855,6 +10175,7 @@ checked_struct!(SubmitTaskStateChangeResponse);
 
 /// Shape `SystemControl`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SystemControl {
     /// `namespace`.
     #[serde(rename = "namespace", default, skip_serializing_if = "Option::is_none")]
@@ -9875,6 +10196,7 @@ checked_struct!(SystemControl);
 
 /// Shape `Tag`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Tag {
     /// `key`.
     #[serde(rename = "key", default, skip_serializing_if = "Option::is_none")]
@@ -9895,6 +10217,7 @@ checked_struct!(Tag);
 
 /// Shape `TagResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TagResourceRequest {
     /// `resourceArn` (required).
     #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -9915,6 +10238,7 @@ checked_struct!(TagResourceRequest);
 
 /// Shape `TagResourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TagResourceResponse {
 }
 
@@ -9926,6 +10250,7 @@ checked_struct!(TagResourceResponse);
 
 /// Shape `TargetNotConnectedException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TargetNotConnectedException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -9942,6 +10267,7 @@ checked_struct!(TargetNotConnectedException);
 
 /// Shape `TargetNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TargetNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -9965,6 +10291,7 @@ string_enum! {
 
 /// Shape `Task`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Task {
     /// `attachments`.
     #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
@@ -10125,6 +10452,7 @@ checked_struct!(Task);
 
 /// Shape `TaskDefinition`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskDefinition {
     /// `compatibilities`.
     #[serde(rename = "compatibilities", default, skip_serializing_if = "Option::is_none")]
@@ -10257,6 +10585,7 @@ string_enum! {
 
 /// Shape `TaskDefinitionPlacementConstraint`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskDefinitionPlacementConstraint {
     /// `expression`.
     #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
@@ -10293,6 +10622,7 @@ string_enum! {
 
 /// Shape `TaskEphemeralStorage`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskEphemeralStorage {
     /// `kmsKeyId`.
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
@@ -10330,6 +10660,7 @@ string_enum! {
 
 /// Shape `TaskManagedEBSVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskManagedEBSVolumeConfiguration {
     /// `encrypted`.
     #[serde(rename = "encrypted", default, skip_serializing_if = "Option::is_none")]
@@ -10390,6 +10721,7 @@ checked_struct!(TaskManagedEBSVolumeConfiguration);
 
 /// Shape `TaskManagedEBSVolumeTerminationPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskManagedEBSVolumeTerminationPolicy {
     /// `deleteOnTermination` (required).
     #[serde(rename = "deleteOnTermination", default, skip_serializing_if = "Option::is_none")]
@@ -10406,6 +10738,7 @@ checked_struct!(TaskManagedEBSVolumeTerminationPolicy);
 
 /// Shape `TaskOverride`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskOverride {
     /// `containerOverrides`.
     #[serde(rename = "containerOverrides", default, skip_serializing_if = "Option::is_none")]
@@ -10446,6 +10779,7 @@ checked_struct!(TaskOverride);
 
 /// Shape `TaskSet`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskSet {
     /// `capacityProviderStrategy`.
     #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
@@ -10565,6 +10899,7 @@ string_enum! {
 
 /// Shape `TaskSetNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskSetNotFoundException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -10593,6 +10928,7 @@ string_enum! {
 
 /// Shape `TaskVolumeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TaskVolumeConfiguration {
     /// `managedEBSVolume`.
     #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
@@ -10613,6 +10949,7 @@ checked_struct!(TaskVolumeConfiguration);
 
 /// Shape `TimeoutConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TimeoutConfiguration {
     /// `idleTimeoutSeconds`.
     #[serde(rename = "idleTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
@@ -10633,6 +10970,7 @@ checked_struct!(TimeoutConfiguration);
 
 /// Shape `Tmpfs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Tmpfs {
     /// `containerPath` (required).
     #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
@@ -10657,6 +10995,7 @@ checked_struct!(Tmpfs);
 
 /// Shape `TotalLocalStorageGBRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TotalLocalStorageGBRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -10685,6 +11024,7 @@ string_enum! {
 
 /// Shape `Ulimit`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Ulimit {
     /// `hardLimit` (required).
     #[serde(rename = "hardLimit", default, skip_serializing_if = "Option::is_none")]
@@ -10730,6 +11070,7 @@ string_enum! {
 
 /// Shape `UnsupportedFeatureException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UnsupportedFeatureException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -10746,6 +11087,7 @@ checked_struct!(UnsupportedFeatureException);
 
 /// Shape `UntagResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UntagResourceRequest {
     /// `resourceArn` (required).
     #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -10766,6 +11108,7 @@ checked_struct!(UntagResourceRequest);
 
 /// Shape `UntagResourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UntagResourceResponse {
 }
 
@@ -10777,6 +11120,7 @@ checked_struct!(UntagResourceResponse);
 
 /// Shape `UpdateCapacityProviderRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateCapacityProviderRequest {
     /// `autoScalingGroupProvider`.
     #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
@@ -10805,6 +11149,7 @@ checked_struct!(UpdateCapacityProviderRequest);
 
 /// Shape `UpdateCapacityProviderResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateCapacityProviderResponse {
     /// `capacityProvider`.
     #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
@@ -10821,6 +11166,7 @@ checked_struct!(UpdateCapacityProviderResponse);
 
 /// Shape `UpdateClusterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateClusterRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -10849,6 +11195,7 @@ checked_struct!(UpdateClusterRequest);
 
 /// Shape `UpdateClusterResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateClusterResponse {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -10865,6 +11212,7 @@ checked_struct!(UpdateClusterResponse);
 
 /// Shape `UpdateClusterSettingsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateClusterSettingsRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -10885,6 +11233,7 @@ checked_struct!(UpdateClusterSettingsRequest);
 
 /// Shape `UpdateClusterSettingsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateClusterSettingsResponse {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -10901,6 +11250,7 @@ checked_struct!(UpdateClusterSettingsResponse);
 
 /// Shape `UpdateContainerAgentRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateContainerAgentRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -10921,6 +11271,7 @@ checked_struct!(UpdateContainerAgentRequest);
 
 /// Shape `UpdateContainerAgentResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateContainerAgentResponse {
     /// `containerInstance`.
     #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
@@ -10937,6 +11288,7 @@ checked_struct!(UpdateContainerAgentResponse);
 
 /// Shape `UpdateContainerInstancesStateRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateContainerInstancesStateRequest {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -10961,6 +11313,7 @@ checked_struct!(UpdateContainerInstancesStateRequest);
 
 /// Shape `UpdateContainerInstancesStateResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateContainerInstancesStateResponse {
     /// `containerInstances`.
     #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
@@ -10981,6 +11334,7 @@ checked_struct!(UpdateContainerInstancesStateResponse);
 
 /// Shape `UpdateDaemonRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateDaemonRequest {
     /// `capacityProviderArns` (required).
     #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
@@ -11021,6 +11375,7 @@ checked_struct!(UpdateDaemonRequest);
 
 /// Shape `UpdateDaemonResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateDaemonResponse {
     /// `createdAt`.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -11053,6 +11408,7 @@ checked_struct!(UpdateDaemonResponse);
 
 /// Shape `UpdateExpressGatewayServiceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateExpressGatewayServiceRequest {
     /// `cpu`.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -11101,6 +11457,7 @@ checked_struct!(UpdateExpressGatewayServiceRequest);
 
 /// Shape `UpdateExpressGatewayServiceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateExpressGatewayServiceResponse {
     /// `service`.
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
@@ -11117,6 +11474,7 @@ checked_struct!(UpdateExpressGatewayServiceResponse);
 
 /// Shape `UpdateInProgressException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateInProgressException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -11133,6 +11491,7 @@ checked_struct!(UpdateInProgressException);
 
 /// Shape `UpdateManagedInstancesProviderConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateManagedInstancesProviderConfiguration {
     /// `autoRepairConfiguration`.
     #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -11165,6 +11524,7 @@ checked_struct!(UpdateManagedInstancesProviderConfiguration);
 
 /// Shape `UpdateServicePrimaryTaskSetRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateServicePrimaryTaskSetRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -11189,6 +11549,7 @@ checked_struct!(UpdateServicePrimaryTaskSetRequest);
 
 /// Shape `UpdateServicePrimaryTaskSetResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateServicePrimaryTaskSetResponse {
     /// `taskSet`.
     #[serde(rename = "taskSet", default, skip_serializing_if = "Option::is_none")]
@@ -11205,6 +11566,7 @@ checked_struct!(UpdateServicePrimaryTaskSetResponse);
 
 /// Shape `UpdateServiceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateServiceRequest {
     /// `availabilityZoneRebalancing`.
     #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
@@ -11305,6 +11667,7 @@ checked_struct!(UpdateServiceRequest);
 
 /// Shape `UpdateServiceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateServiceResponse {
     /// `service`.
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
@@ -11321,6 +11684,7 @@ checked_struct!(UpdateServiceResponse);
 
 /// Shape `UpdateTaskProtectionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateTaskProtectionRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -11349,6 +11713,7 @@ checked_struct!(UpdateTaskProtectionRequest);
 
 /// Shape `UpdateTaskProtectionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateTaskProtectionResponse {
     /// `failures`.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -11369,6 +11734,7 @@ checked_struct!(UpdateTaskProtectionResponse);
 
 /// Shape `UpdateTaskSetRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateTaskSetRequest {
     /// `cluster` (required).
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -11397,6 +11763,7 @@ checked_struct!(UpdateTaskSetRequest);
 
 /// Shape `UpdateTaskSetResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateTaskSetResponse {
     /// `taskSet`.
     #[serde(rename = "taskSet", default, skip_serializing_if = "Option::is_none")]
@@ -11413,6 +11780,7 @@ checked_struct!(UpdateTaskSetResponse);
 
 /// Shape `UpdatedExpressGatewayService`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdatedExpressGatewayService {
     /// `cluster`.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -11453,6 +11821,7 @@ checked_struct!(UpdatedExpressGatewayService);
 
 /// Shape `VCpuCountRangeRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct VCpuCountRangeRequest {
     /// `max`.
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
@@ -11481,6 +11850,7 @@ string_enum! {
 
 /// Shape `VersionInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct VersionInfo {
     /// `agentHash`.
     #[serde(rename = "agentHash", default, skip_serializing_if = "Option::is_none")]
@@ -11505,6 +11875,7 @@ checked_struct!(VersionInfo);
 
 /// Shape `Volume`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Volume {
     /// `configuredAtLaunch`.
     #[serde(rename = "configuredAtLaunch", default, skip_serializing_if = "Option::is_none")]
@@ -11545,6 +11916,7 @@ checked_struct!(Volume);
 
 /// Shape `VolumeFrom`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct VolumeFrom {
     /// `readOnly`.
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
@@ -11565,6 +11937,7 @@ checked_struct!(VolumeFrom);
 
 /// Shape `VpcLatticeConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct VpcLatticeConfiguration {
     /// `portName` (required).
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]

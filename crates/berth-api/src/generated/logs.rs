@@ -158,6 +158,7 @@ static PATTERN_23: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new("^(?:s3
 
 /// Shape `AccessDeniedException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AccessDeniedException {
 }
 
@@ -169,6 +170,7 @@ checked_struct!(AccessDeniedException);
 
 /// Shape `AccountPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AccountPolicy {
     /// `accountId`.
     #[serde(rename = "accountId", default, skip_serializing_if = "Option::is_none")]
@@ -219,6 +221,7 @@ string_enum! {
 
 /// Shape `AddKeyEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AddKeyEntry {
     /// `key` (required).
     #[serde(rename = "key", default, skip_serializing_if = "Option::is_none")]
@@ -243,6 +246,7 @@ checked_struct!(AddKeyEntry);
 
 /// Shape `AddKeys`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AddKeys {
     /// `entries` (required).
     #[serde(rename = "entries", default, skip_serializing_if = "Option::is_none")]
@@ -259,6 +263,7 @@ checked_struct!(AddKeys);
 
 /// Shape `AggregateLogGroupSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AggregateLogGroupSummary {
     /// `groupingIdentifiers`.
     #[serde(rename = "groupingIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -279,6 +284,7 @@ checked_struct!(AggregateLogGroupSummary);
 
 /// Shape `Anomaly`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Anomaly {
     /// `active` (required).
     #[serde(rename = "active", default, skip_serializing_if = "Option::is_none")]
@@ -367,6 +373,7 @@ checked_struct!(Anomaly);
 
 /// Shape `AnomalyDetector`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AnomalyDetector {
     /// `anomalyDetectorArn`.
     #[serde(rename = "anomalyDetectorArn", default, skip_serializing_if = "Option::is_none")]
@@ -431,6 +438,7 @@ string_enum! {
 
 /// Shape `AssociateKmsKeyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AssociateKmsKeyRequest {
     /// `kmsKeyId` (required).
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
@@ -455,6 +463,7 @@ checked_struct!(AssociateKmsKeyRequest);
 
 /// Shape `AssociateSourceToS3TableIntegrationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AssociateSourceToS3TableIntegrationRequest {
     /// `dataSource` (required).
     #[serde(rename = "dataSource", default, skip_serializing_if = "Option::is_none")]
@@ -475,6 +484,7 @@ checked_struct!(AssociateSourceToS3TableIntegrationRequest);
 
 /// Shape `AssociateSourceToS3TableIntegrationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AssociateSourceToS3TableIntegrationResponse {
     /// `identifier`.
     #[serde(rename = "identifier", default, skip_serializing_if = "Option::is_none")]
@@ -491,6 +501,7 @@ checked_struct!(AssociateSourceToS3TableIntegrationResponse);
 
 /// Shape `CSV`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CSV {
     /// `columns`.
     #[serde(rename = "columns", default, skip_serializing_if = "Option::is_none")]
@@ -523,6 +534,7 @@ checked_struct!(CSV);
 
 /// Shape `CancelExportTaskRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CancelExportTaskRequest {
     /// `taskId` (required).
     #[serde(rename = "taskId", default, skip_serializing_if = "Option::is_none")]
@@ -539,6 +551,7 @@ checked_struct!(CancelExportTaskRequest);
 
 /// Shape `CancelImportTaskRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CancelImportTaskRequest {
     /// `importId` (required).
     #[serde(rename = "importId", default, skip_serializing_if = "Option::is_none")]
@@ -555,6 +568,7 @@ checked_struct!(CancelImportTaskRequest);
 
 /// Shape `CancelImportTaskResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CancelImportTaskResponse {
     /// `creationTime`.
     #[serde(rename = "creationTime", default, skip_serializing_if = "Option::is_none")]
@@ -587,6 +601,7 @@ checked_struct!(CancelImportTaskResponse);
 
 /// Shape `ConfigurationTemplate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ConfigurationTemplate {
     /// `allowedActionForAllowVendedLogsDeliveryForResource`.
     #[serde(rename = "allowedActionForAllowVendedLogsDeliveryForResource", default, skip_serializing_if = "Option::is_none")]
@@ -647,6 +662,7 @@ checked_struct!(ConfigurationTemplate);
 
 /// Shape `ConfigurationTemplateDeliveryConfigValues`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ConfigurationTemplateDeliveryConfigValues {
     /// `fieldDelimiter`.
     #[serde(rename = "fieldDelimiter", default, skip_serializing_if = "Option::is_none")]
@@ -671,6 +687,7 @@ checked_struct!(ConfigurationTemplateDeliveryConfigValues);
 
 /// Shape `ConflictException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ConflictException {
 }
 
@@ -682,6 +699,7 @@ checked_struct!(ConflictException);
 
 /// Shape `CopyValue`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CopyValue {
     /// `entries` (required).
     #[serde(rename = "entries", default, skip_serializing_if = "Option::is_none")]
@@ -698,6 +716,7 @@ checked_struct!(CopyValue);
 
 /// Shape `CopyValueEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CopyValueEntry {
     /// `overwriteIfExists`.
     #[serde(rename = "overwriteIfExists", default, skip_serializing_if = "Option::is_none")]
@@ -722,6 +741,7 @@ checked_struct!(CopyValueEntry);
 
 /// Shape `CreateDeliveryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateDeliveryRequest {
     /// `deliveryDestinationArn` (required).
     #[serde(rename = "deliveryDestinationArn", default, skip_serializing_if = "Option::is_none")]
@@ -758,6 +778,7 @@ checked_struct!(CreateDeliveryRequest);
 
 /// Shape `CreateDeliveryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateDeliveryResponse {
     /// `delivery`.
     #[serde(rename = "delivery", default, skip_serializing_if = "Option::is_none")]
@@ -774,6 +795,7 @@ checked_struct!(CreateDeliveryResponse);
 
 /// Shape `CreateExportTaskRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateExportTaskRequest {
     /// `destination` (required).
     #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
@@ -814,6 +836,7 @@ checked_struct!(CreateExportTaskRequest);
 
 /// Shape `CreateExportTaskResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateExportTaskResponse {
     /// `taskId`.
     #[serde(rename = "taskId", default, skip_serializing_if = "Option::is_none")]
@@ -830,6 +853,7 @@ checked_struct!(CreateExportTaskResponse);
 
 /// Shape `CreateImportTaskRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateImportTaskRequest {
     /// `importFilter`.
     #[serde(rename = "importFilter", default, skip_serializing_if = "Option::is_none")]
@@ -854,6 +878,7 @@ checked_struct!(CreateImportTaskRequest);
 
 /// Shape `CreateImportTaskResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateImportTaskResponse {
     /// `creationTime`.
     #[serde(rename = "creationTime", default, skip_serializing_if = "Option::is_none")]
@@ -878,6 +903,7 @@ checked_struct!(CreateImportTaskResponse);
 
 /// Shape `CreateLogAnomalyDetectorRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateLogAnomalyDetectorRequest {
     /// `anomalyVisibilityTime`.
     #[serde(rename = "anomalyVisibilityTime", default, skip_serializing_if = "Option::is_none")]
@@ -918,6 +944,7 @@ checked_struct!(CreateLogAnomalyDetectorRequest);
 
 /// Shape `CreateLogAnomalyDetectorResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateLogAnomalyDetectorResponse {
     /// `anomalyDetectorArn`.
     #[serde(rename = "anomalyDetectorArn", default, skip_serializing_if = "Option::is_none")]
@@ -934,6 +961,7 @@ checked_struct!(CreateLogAnomalyDetectorResponse);
 
 /// Shape `CreateLogGroupRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateLogGroupRequest {
     /// `deletionProtectionEnabled`.
     #[serde(rename = "deletionProtectionEnabled", default, skip_serializing_if = "Option::is_none")]
@@ -966,6 +994,7 @@ checked_struct!(CreateLogGroupRequest);
 
 /// Shape `CreateLogStreamRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateLogStreamRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -986,6 +1015,7 @@ checked_struct!(CreateLogStreamRequest);
 
 /// Shape `CreateLookupTableRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateLookupTableRequest {
     /// `description`.
     #[serde(rename = "description", default, skip_serializing_if = "Option::is_none")]
@@ -1018,6 +1048,7 @@ checked_struct!(CreateLookupTableRequest);
 
 /// Shape `CreateLookupTableResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateLookupTableResponse {
     /// `createdAt`.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -1038,6 +1069,7 @@ checked_struct!(CreateLookupTableResponse);
 
 /// Shape `CreateScheduledQueryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateScheduledQueryRequest {
     /// `description`.
     #[serde(rename = "description", default, skip_serializing_if = "Option::is_none")]
@@ -1106,6 +1138,7 @@ checked_struct!(CreateScheduledQueryRequest);
 
 /// Shape `CreateScheduledQueryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateScheduledQueryResponse {
     /// `scheduledQueryArn`.
     #[serde(rename = "scheduledQueryArn", default, skip_serializing_if = "Option::is_none")]
@@ -1126,6 +1159,7 @@ checked_struct!(CreateScheduledQueryResponse);
 
 /// Shape `DataAlreadyAcceptedException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DataAlreadyAcceptedException {
     /// `expectedSequenceToken`.
     #[serde(rename = "expectedSequenceToken", default, skip_serializing_if = "Option::is_none")]
@@ -1152,6 +1186,7 @@ string_enum! {
 
 /// Shape `DataSource`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DataSource {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -1172,6 +1207,7 @@ checked_struct!(DataSource);
 
 /// Shape `DataSourceFilter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DataSourceFilter {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -1192,6 +1228,7 @@ checked_struct!(DataSourceFilter);
 
 /// Shape `DateTimeConverter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DateTimeConverter {
     /// `locale`.
     #[serde(rename = "locale", default, skip_serializing_if = "Option::is_none")]
@@ -1232,6 +1269,7 @@ checked_struct!(DateTimeConverter);
 
 /// Shape `DeleteAccountPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteAccountPolicyRequest {
     /// `policyName` (required).
     #[serde(rename = "policyName", default, skip_serializing_if = "Option::is_none")]
@@ -1252,6 +1290,7 @@ checked_struct!(DeleteAccountPolicyRequest);
 
 /// Shape `DeleteDataProtectionPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDataProtectionPolicyRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -1268,6 +1307,7 @@ checked_struct!(DeleteDataProtectionPolicyRequest);
 
 /// Shape `DeleteDeliveryDestinationPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDeliveryDestinationPolicyRequest {
     /// `deliveryDestinationName` (required).
     #[serde(rename = "deliveryDestinationName", default, skip_serializing_if = "Option::is_none")]
@@ -1284,6 +1324,7 @@ checked_struct!(DeleteDeliveryDestinationPolicyRequest);
 
 /// Shape `DeleteDeliveryDestinationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDeliveryDestinationRequest {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -1300,6 +1341,7 @@ checked_struct!(DeleteDeliveryDestinationRequest);
 
 /// Shape `DeleteDeliveryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDeliveryRequest {
     /// `id` (required).
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
@@ -1316,6 +1358,7 @@ checked_struct!(DeleteDeliveryRequest);
 
 /// Shape `DeleteDeliverySourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDeliverySourceRequest {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -1332,6 +1375,7 @@ checked_struct!(DeleteDeliverySourceRequest);
 
 /// Shape `DeleteDestinationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteDestinationRequest {
     /// `destinationName` (required).
     #[serde(rename = "destinationName", default, skip_serializing_if = "Option::is_none")]
@@ -1348,6 +1392,7 @@ checked_struct!(DeleteDestinationRequest);
 
 /// Shape `DeleteIndexPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteIndexPolicyRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -1364,6 +1409,7 @@ checked_struct!(DeleteIndexPolicyRequest);
 
 /// Shape `DeleteIndexPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteIndexPolicyResponse {
 }
 
@@ -1375,6 +1421,7 @@ checked_struct!(DeleteIndexPolicyResponse);
 
 /// Shape `DeleteIntegrationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteIntegrationRequest {
     /// `force`.
     #[serde(rename = "force", default, skip_serializing_if = "Option::is_none")]
@@ -1395,6 +1442,7 @@ checked_struct!(DeleteIntegrationRequest);
 
 /// Shape `DeleteIntegrationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteIntegrationResponse {
 }
 
@@ -1406,6 +1454,7 @@ checked_struct!(DeleteIntegrationResponse);
 
 /// Shape `DeleteKeys`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteKeys {
     /// `withKeys` (required).
     #[serde(rename = "withKeys", default, skip_serializing_if = "Option::is_none")]
@@ -1422,6 +1471,7 @@ checked_struct!(DeleteKeys);
 
 /// Shape `DeleteLogAnomalyDetectorRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteLogAnomalyDetectorRequest {
     /// `anomalyDetectorArn` (required).
     #[serde(rename = "anomalyDetectorArn", default, skip_serializing_if = "Option::is_none")]
@@ -1438,6 +1488,7 @@ checked_struct!(DeleteLogAnomalyDetectorRequest);
 
 /// Shape `DeleteLogGroupRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteLogGroupRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -1454,6 +1505,7 @@ checked_struct!(DeleteLogGroupRequest);
 
 /// Shape `DeleteLogStreamRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteLogStreamRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -1474,6 +1526,7 @@ checked_struct!(DeleteLogStreamRequest);
 
 /// Shape `DeleteLookupTableRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteLookupTableRequest {
     /// `lookupTableArn` (required).
     #[serde(rename = "lookupTableArn", default, skip_serializing_if = "Option::is_none")]
@@ -1490,6 +1543,7 @@ checked_struct!(DeleteLookupTableRequest);
 
 /// Shape `DeleteMetricFilterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteMetricFilterRequest {
     /// `filterName` (required).
     #[serde(rename = "filterName", default, skip_serializing_if = "Option::is_none")]
@@ -1510,6 +1564,7 @@ checked_struct!(DeleteMetricFilterRequest);
 
 /// Shape `DeleteQueryDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteQueryDefinitionRequest {
     /// `queryDefinitionId` (required).
     #[serde(rename = "queryDefinitionId", default, skip_serializing_if = "Option::is_none")]
@@ -1526,6 +1581,7 @@ checked_struct!(DeleteQueryDefinitionRequest);
 
 /// Shape `DeleteQueryDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteQueryDefinitionResponse {
     /// `success`.
     #[serde(rename = "success", default, skip_serializing_if = "Option::is_none")]
@@ -1542,6 +1598,7 @@ checked_struct!(DeleteQueryDefinitionResponse);
 
 /// Shape `DeleteResourcePolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteResourcePolicyRequest {
     /// `expectedRevisionId`.
     #[serde(rename = "expectedRevisionId", default, skip_serializing_if = "Option::is_none")]
@@ -1566,6 +1623,7 @@ checked_struct!(DeleteResourcePolicyRequest);
 
 /// Shape `DeleteRetentionPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteRetentionPolicyRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -1582,6 +1640,7 @@ checked_struct!(DeleteRetentionPolicyRequest);
 
 /// Shape `DeleteScheduledQueryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteScheduledQueryRequest {
     /// `identifier` (required).
     #[serde(rename = "identifier", default, skip_serializing_if = "Option::is_none")]
@@ -1598,6 +1657,7 @@ checked_struct!(DeleteScheduledQueryRequest);
 
 /// Shape `DeleteScheduledQueryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteScheduledQueryResponse {
 }
 
@@ -1609,6 +1669,7 @@ checked_struct!(DeleteScheduledQueryResponse);
 
 /// Shape `DeleteSubscriptionFilterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteSubscriptionFilterRequest {
     /// `filterName` (required).
     #[serde(rename = "filterName", default, skip_serializing_if = "Option::is_none")]
@@ -1629,6 +1690,7 @@ checked_struct!(DeleteSubscriptionFilterRequest);
 
 /// Shape `DeleteTransformerRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteTransformerRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -1645,6 +1707,7 @@ checked_struct!(DeleteTransformerRequest);
 
 /// Shape `Delivery`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Delivery {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -1693,6 +1756,7 @@ checked_struct!(Delivery);
 
 /// Shape `DeliveryDestination`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeliveryDestination {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -1729,6 +1793,7 @@ checked_struct!(DeliveryDestination);
 
 /// Shape `DeliveryDestinationConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeliveryDestinationConfiguration {
     /// `destinationResourceArn` (required).
     #[serde(rename = "destinationResourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -1755,6 +1820,7 @@ string_enum! {
 
 /// Shape `DeliverySource`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeliverySource {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -1803,6 +1869,7 @@ checked_struct!(DeliverySource);
 
 /// Shape `DeliverySourceConfigurationSchema`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeliverySourceConfigurationSchema {
     /// `defaultValue` (required).
     #[serde(rename = "defaultValue", default, skip_serializing_if = "Option::is_none")]
@@ -1865,6 +1932,7 @@ string_enum! {
 
 /// Shape `DescribeAccountPoliciesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeAccountPoliciesRequest {
     /// `accountIdentifiers`.
     #[serde(rename = "accountIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -1893,6 +1961,7 @@ checked_struct!(DescribeAccountPoliciesRequest);
 
 /// Shape `DescribeAccountPoliciesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeAccountPoliciesResponse {
     /// `accountPolicies`.
     #[serde(rename = "accountPolicies", default, skip_serializing_if = "Option::is_none")]
@@ -1913,6 +1982,7 @@ checked_struct!(DescribeAccountPoliciesResponse);
 
 /// Shape `DescribeConfigurationTemplatesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeConfigurationTemplatesRequest {
     /// `deliveryDestinationTypes`.
     #[serde(rename = "deliveryDestinationTypes", default, skip_serializing_if = "Option::is_none")]
@@ -1949,6 +2019,7 @@ checked_struct!(DescribeConfigurationTemplatesRequest);
 
 /// Shape `DescribeConfigurationTemplatesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeConfigurationTemplatesResponse {
     /// `configurationTemplates`.
     #[serde(rename = "configurationTemplates", default, skip_serializing_if = "Option::is_none")]
@@ -1969,6 +2040,7 @@ checked_struct!(DescribeConfigurationTemplatesResponse);
 
 /// Shape `DescribeDeliveriesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDeliveriesRequest {
     /// `limit`.
     #[serde(rename = "limit", default, skip_serializing_if = "Option::is_none")]
@@ -1989,6 +2061,7 @@ checked_struct!(DescribeDeliveriesRequest);
 
 /// Shape `DescribeDeliveriesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDeliveriesResponse {
     /// `deliveries`.
     #[serde(rename = "deliveries", default, skip_serializing_if = "Option::is_none")]
@@ -2009,6 +2082,7 @@ checked_struct!(DescribeDeliveriesResponse);
 
 /// Shape `DescribeDeliveryDestinationsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDeliveryDestinationsRequest {
     /// `limit`.
     #[serde(rename = "limit", default, skip_serializing_if = "Option::is_none")]
@@ -2029,6 +2103,7 @@ checked_struct!(DescribeDeliveryDestinationsRequest);
 
 /// Shape `DescribeDeliveryDestinationsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDeliveryDestinationsResponse {
     /// `deliveryDestinations`.
     #[serde(rename = "deliveryDestinations", default, skip_serializing_if = "Option::is_none")]
@@ -2049,6 +2124,7 @@ checked_struct!(DescribeDeliveryDestinationsResponse);
 
 /// Shape `DescribeDeliverySourcesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDeliverySourcesRequest {
     /// `limit`.
     #[serde(rename = "limit", default, skip_serializing_if = "Option::is_none")]
@@ -2069,6 +2145,7 @@ checked_struct!(DescribeDeliverySourcesRequest);
 
 /// Shape `DescribeDeliverySourcesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDeliverySourcesResponse {
     /// `deliverySources`.
     #[serde(rename = "deliverySources", default, skip_serializing_if = "Option::is_none")]
@@ -2089,6 +2166,7 @@ checked_struct!(DescribeDeliverySourcesResponse);
 
 /// Shape `DescribeDestinationsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDestinationsRequest {
     /// `DestinationNamePrefix`.
     #[serde(rename = "DestinationNamePrefix", default, skip_serializing_if = "Option::is_none")]
@@ -2113,6 +2191,7 @@ checked_struct!(DescribeDestinationsRequest);
 
 /// Shape `DescribeDestinationsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeDestinationsResponse {
     /// `destinations`.
     #[serde(rename = "destinations", default, skip_serializing_if = "Option::is_none")]
@@ -2133,6 +2212,7 @@ checked_struct!(DescribeDestinationsResponse);
 
 /// Shape `DescribeExportTasksRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeExportTasksRequest {
     /// `limit`.
     #[serde(rename = "limit", default, skip_serializing_if = "Option::is_none")]
@@ -2161,6 +2241,7 @@ checked_struct!(DescribeExportTasksRequest);
 
 /// Shape `DescribeExportTasksResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeExportTasksResponse {
     /// `exportTasks`.
     #[serde(rename = "exportTasks", default, skip_serializing_if = "Option::is_none")]
@@ -2181,6 +2262,7 @@ checked_struct!(DescribeExportTasksResponse);
 
 /// Shape `DescribeFieldIndexesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeFieldIndexesRequest {
     /// `logGroupIdentifiers` (required).
     #[serde(rename = "logGroupIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -2201,6 +2283,7 @@ checked_struct!(DescribeFieldIndexesRequest);
 
 /// Shape `DescribeFieldIndexesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeFieldIndexesResponse {
     /// `fieldIndexes`.
     #[serde(rename = "fieldIndexes", default, skip_serializing_if = "Option::is_none")]
@@ -2221,6 +2304,7 @@ checked_struct!(DescribeFieldIndexesResponse);
 
 /// Shape `DescribeImportTaskBatchesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeImportTaskBatchesRequest {
     /// `batchImportStatus`.
     #[serde(rename = "batchImportStatus", default, skip_serializing_if = "Option::is_none")]
@@ -2249,6 +2333,7 @@ checked_struct!(DescribeImportTaskBatchesRequest);
 
 /// Shape `DescribeImportTaskBatchesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeImportTaskBatchesResponse {
     /// `importBatches`.
     #[serde(rename = "importBatches", default, skip_serializing_if = "Option::is_none")]
@@ -2277,6 +2362,7 @@ checked_struct!(DescribeImportTaskBatchesResponse);
 
 /// Shape `DescribeImportTasksRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeImportTasksRequest {
     /// `importId`.
     #[serde(rename = "importId", default, skip_serializing_if = "Option::is_none")]
@@ -2309,6 +2395,7 @@ checked_struct!(DescribeImportTasksRequest);
 
 /// Shape `DescribeImportTasksResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeImportTasksResponse {
     /// `imports`.
     #[serde(rename = "imports", default, skip_serializing_if = "Option::is_none")]
@@ -2329,6 +2416,7 @@ checked_struct!(DescribeImportTasksResponse);
 
 /// Shape `DescribeIndexPoliciesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeIndexPoliciesRequest {
     /// `logGroupIdentifiers` (required).
     #[serde(rename = "logGroupIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -2349,6 +2437,7 @@ checked_struct!(DescribeIndexPoliciesRequest);
 
 /// Shape `DescribeIndexPoliciesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeIndexPoliciesResponse {
     /// `indexPolicies`.
     #[serde(rename = "indexPolicies", default, skip_serializing_if = "Option::is_none")]
@@ -2369,6 +2458,7 @@ checked_struct!(DescribeIndexPoliciesResponse);
 
 /// Shape `DescribeLogGroupsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeLogGroupsRequest {
     /// `accountIdentifiers`.
     #[serde(rename = "accountIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -2413,6 +2503,7 @@ checked_struct!(DescribeLogGroupsRequest);
 
 /// Shape `DescribeLogGroupsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeLogGroupsResponse {
     /// `logGroups`.
     #[serde(rename = "logGroups", default, skip_serializing_if = "Option::is_none")]
@@ -2433,6 +2524,7 @@ checked_struct!(DescribeLogGroupsResponse);
 
 /// Shape `DescribeLogStreamsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeLogStreamsRequest {
     /// `descending`.
     #[serde(rename = "descending", default, skip_serializing_if = "Option::is_none")]
@@ -2473,6 +2565,7 @@ checked_struct!(DescribeLogStreamsRequest);
 
 /// Shape `DescribeLogStreamsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeLogStreamsResponse {
     /// `logStreams`.
     #[serde(rename = "logStreams", default, skip_serializing_if = "Option::is_none")]
@@ -2493,6 +2586,7 @@ checked_struct!(DescribeLogStreamsResponse);
 
 /// Shape `DescribeLookupTablesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeLookupTablesRequest {
     /// `lookupTableNamePrefix`.
     #[serde(rename = "lookupTableNamePrefix", default, skip_serializing_if = "Option::is_none")]
@@ -2517,6 +2611,7 @@ checked_struct!(DescribeLookupTablesRequest);
 
 /// Shape `DescribeLookupTablesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeLookupTablesResponse {
     /// `lookupTables`.
     #[serde(rename = "lookupTables", default, skip_serializing_if = "Option::is_none")]
@@ -2537,6 +2632,7 @@ checked_struct!(DescribeLookupTablesResponse);
 
 /// Shape `DescribeMetricFiltersRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeMetricFiltersRequest {
     /// `filterNamePrefix`.
     #[serde(rename = "filterNamePrefix", default, skip_serializing_if = "Option::is_none")]
@@ -2573,6 +2669,7 @@ checked_struct!(DescribeMetricFiltersRequest);
 
 /// Shape `DescribeMetricFiltersResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeMetricFiltersResponse {
     /// `metricFilters`.
     #[serde(rename = "metricFilters", default, skip_serializing_if = "Option::is_none")]
@@ -2593,6 +2690,7 @@ checked_struct!(DescribeMetricFiltersResponse);
 
 /// Shape `DescribeQueriesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeQueriesRequest {
     /// `logGroupName`.
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -2625,6 +2723,7 @@ checked_struct!(DescribeQueriesRequest);
 
 /// Shape `DescribeQueriesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeQueriesResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2645,6 +2744,7 @@ checked_struct!(DescribeQueriesResponse);
 
 /// Shape `DescribeQueryDefinitionsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeQueryDefinitionsRequest {
     /// `maxResults`.
     #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
@@ -2673,6 +2773,7 @@ checked_struct!(DescribeQueryDefinitionsRequest);
 
 /// Shape `DescribeQueryDefinitionsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeQueryDefinitionsResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2693,6 +2794,7 @@ checked_struct!(DescribeQueryDefinitionsResponse);
 
 /// Shape `DescribeResourcePoliciesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeResourcePoliciesRequest {
     /// `limit`.
     #[serde(rename = "limit", default, skip_serializing_if = "Option::is_none")]
@@ -2721,6 +2823,7 @@ checked_struct!(DescribeResourcePoliciesRequest);
 
 /// Shape `DescribeResourcePoliciesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeResourcePoliciesResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2741,6 +2844,7 @@ checked_struct!(DescribeResourcePoliciesResponse);
 
 /// Shape `DescribeSubscriptionFiltersRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeSubscriptionFiltersRequest {
     /// `filterNamePrefix`.
     #[serde(rename = "filterNamePrefix", default, skip_serializing_if = "Option::is_none")]
@@ -2769,6 +2873,7 @@ checked_struct!(DescribeSubscriptionFiltersRequest);
 
 /// Shape `DescribeSubscriptionFiltersResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DescribeSubscriptionFiltersResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2789,6 +2894,7 @@ checked_struct!(DescribeSubscriptionFiltersResponse);
 
 /// Shape `Destination`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Destination {
     /// `accessPolicy`.
     #[serde(rename = "accessPolicy", default, skip_serializing_if = "Option::is_none")]
@@ -2825,6 +2931,7 @@ checked_struct!(Destination);
 
 /// Shape `DestinationConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DestinationConfiguration {
     /// `s3Configuration` (required).
     #[serde(rename = "s3Configuration", default, skip_serializing_if = "Option::is_none")]
@@ -2841,6 +2948,7 @@ checked_struct!(DestinationConfiguration);
 
 /// Shape `DisassociateKmsKeyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DisassociateKmsKeyRequest {
     /// `logGroupName`.
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -2861,6 +2969,7 @@ checked_struct!(DisassociateKmsKeyRequest);
 
 /// Shape `DisassociateSourceFromS3TableIntegrationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DisassociateSourceFromS3TableIntegrationRequest {
     /// `identifier` (required).
     #[serde(rename = "identifier", default, skip_serializing_if = "Option::is_none")]
@@ -2877,6 +2986,7 @@ checked_struct!(DisassociateSourceFromS3TableIntegrationRequest);
 
 /// Shape `DisassociateSourceFromS3TableIntegrationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DisassociateSourceFromS3TableIntegrationResponse {
     /// `identifier`.
     #[serde(rename = "identifier", default, skip_serializing_if = "Option::is_none")]
@@ -2901,6 +3011,7 @@ string_enum! {
 
 /// Shape `Entity`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Entity {
     /// `attributes`.
     #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
@@ -2968,6 +3079,7 @@ string_enum! {
 
 /// Shape `ExportTask`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExportTask {
     /// `destination`.
     #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
@@ -3016,6 +3128,7 @@ checked_struct!(ExportTask);
 
 /// Shape `ExportTaskExecutionInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExportTaskExecutionInfo {
     /// `completionTime`.
     #[serde(rename = "completionTime", default, skip_serializing_if = "Option::is_none")]
@@ -3036,6 +3149,7 @@ checked_struct!(ExportTaskExecutionInfo);
 
 /// Shape `ExportTaskStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ExportTaskStatus {
     /// `code`.
     #[serde(rename = "code", default, skip_serializing_if = "Option::is_none")]
@@ -3068,6 +3182,7 @@ string_enum! {
 
 /// Shape `FieldIndex`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FieldIndex {
     /// `fieldIndexName`.
     #[serde(rename = "fieldIndexName", default, skip_serializing_if = "Option::is_none")]
@@ -3104,6 +3219,7 @@ checked_struct!(FieldIndex);
 
 /// Shape `FieldsData`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FieldsData {
     /// `data`.
     #[serde(rename = "data", default, skip_serializing_if = "Option::is_none")]
@@ -3120,6 +3236,7 @@ checked_struct!(FieldsData);
 
 /// Shape `FilterLogEventsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FilterLogEventsRequest {
     /// `endTime`.
     #[serde(rename = "endTime", default, skip_serializing_if = "Option::is_none")]
@@ -3176,6 +3293,7 @@ checked_struct!(FilterLogEventsRequest);
 
 /// Shape `FilterLogEventsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FilterLogEventsResponse {
     /// `events`.
     #[serde(rename = "events", default, skip_serializing_if = "Option::is_none")]
@@ -3200,6 +3318,7 @@ checked_struct!(FilterLogEventsResponse);
 
 /// Shape `FilteredLogEvent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct FilteredLogEvent {
     /// `eventId`.
     #[serde(rename = "eventId", default, skip_serializing_if = "Option::is_none")]
@@ -3240,6 +3359,7 @@ string_enum! {
 
 /// Shape `GetDataProtectionPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDataProtectionPolicyRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -3256,6 +3376,7 @@ checked_struct!(GetDataProtectionPolicyRequest);
 
 /// Shape `GetDataProtectionPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDataProtectionPolicyResponse {
     /// `lastUpdatedTime`.
     #[serde(rename = "lastUpdatedTime", default, skip_serializing_if = "Option::is_none")]
@@ -3280,6 +3401,7 @@ checked_struct!(GetDataProtectionPolicyResponse);
 
 /// Shape `GetDeliveryDestinationPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliveryDestinationPolicyRequest {
     /// `deliveryDestinationName` (required).
     #[serde(rename = "deliveryDestinationName", default, skip_serializing_if = "Option::is_none")]
@@ -3296,6 +3418,7 @@ checked_struct!(GetDeliveryDestinationPolicyRequest);
 
 /// Shape `GetDeliveryDestinationPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliveryDestinationPolicyResponse {
     /// `policy`.
     #[serde(rename = "policy", default, skip_serializing_if = "Option::is_none")]
@@ -3312,6 +3435,7 @@ checked_struct!(GetDeliveryDestinationPolicyResponse);
 
 /// Shape `GetDeliveryDestinationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliveryDestinationRequest {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -3328,6 +3452,7 @@ checked_struct!(GetDeliveryDestinationRequest);
 
 /// Shape `GetDeliveryDestinationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliveryDestinationResponse {
     /// `deliveryDestination`.
     #[serde(rename = "deliveryDestination", default, skip_serializing_if = "Option::is_none")]
@@ -3344,6 +3469,7 @@ checked_struct!(GetDeliveryDestinationResponse);
 
 /// Shape `GetDeliveryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliveryRequest {
     /// `id` (required).
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
@@ -3360,6 +3486,7 @@ checked_struct!(GetDeliveryRequest);
 
 /// Shape `GetDeliveryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliveryResponse {
     /// `delivery`.
     #[serde(rename = "delivery", default, skip_serializing_if = "Option::is_none")]
@@ -3376,6 +3503,7 @@ checked_struct!(GetDeliveryResponse);
 
 /// Shape `GetDeliverySourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliverySourceRequest {
     /// `name` (required).
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -3392,6 +3520,7 @@ checked_struct!(GetDeliverySourceRequest);
 
 /// Shape `GetDeliverySourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetDeliverySourceResponse {
     /// `deliverySource`.
     #[serde(rename = "deliverySource", default, skip_serializing_if = "Option::is_none")]
@@ -3408,6 +3537,7 @@ checked_struct!(GetDeliverySourceResponse);
 
 /// Shape `GetIntegrationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetIntegrationRequest {
     /// `integrationName` (required).
     #[serde(rename = "integrationName", default, skip_serializing_if = "Option::is_none")]
@@ -3424,6 +3554,7 @@ checked_struct!(GetIntegrationRequest);
 
 /// Shape `GetIntegrationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetIntegrationResponse {
     /// `integrationDetails`.
     #[serde(rename = "integrationDetails", default, skip_serializing_if = "Option::is_none")]
@@ -3452,6 +3583,7 @@ checked_struct!(GetIntegrationResponse);
 
 /// Shape `GetLogAnomalyDetectorRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogAnomalyDetectorRequest {
     /// `anomalyDetectorArn` (required).
     #[serde(rename = "anomalyDetectorArn", default, skip_serializing_if = "Option::is_none")]
@@ -3468,6 +3600,7 @@ checked_struct!(GetLogAnomalyDetectorRequest);
 
 /// Shape `GetLogAnomalyDetectorResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogAnomalyDetectorResponse {
     /// `anomalyDetectorStatus`.
     #[serde(rename = "anomalyDetectorStatus", default, skip_serializing_if = "Option::is_none")]
@@ -3516,6 +3649,7 @@ checked_struct!(GetLogAnomalyDetectorResponse);
 
 /// Shape `GetLogEventsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogEventsRequest {
     /// `endTime`.
     #[serde(rename = "endTime", default, skip_serializing_if = "Option::is_none")]
@@ -3564,6 +3698,7 @@ checked_struct!(GetLogEventsRequest);
 
 /// Shape `GetLogEventsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogEventsResponse {
     /// `events`.
     #[serde(rename = "events", default, skip_serializing_if = "Option::is_none")]
@@ -3588,6 +3723,7 @@ checked_struct!(GetLogEventsResponse);
 
 /// Shape `GetLogFieldsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogFieldsRequest {
     /// `dataSourceName` (required).
     #[serde(rename = "dataSourceName", default, skip_serializing_if = "Option::is_none")]
@@ -3608,6 +3744,7 @@ checked_struct!(GetLogFieldsRequest);
 
 /// Shape `GetLogFieldsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogFieldsResponse {
     /// `logFields`.
     #[serde(rename = "logFields", default, skip_serializing_if = "Option::is_none")]
@@ -3624,6 +3761,7 @@ checked_struct!(GetLogFieldsResponse);
 
 /// Shape `GetLogGroupFieldsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogGroupFieldsRequest {
     /// `logGroupIdentifier`.
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -3648,6 +3786,7 @@ checked_struct!(GetLogGroupFieldsRequest);
 
 /// Shape `GetLogGroupFieldsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogGroupFieldsResponse {
     /// `logGroupFields`.
     #[serde(rename = "logGroupFields", default, skip_serializing_if = "Option::is_none")]
@@ -3664,6 +3803,7 @@ checked_struct!(GetLogGroupFieldsResponse);
 
 /// Shape `GetLogObjectRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogObjectRequest {
     /// `logObjectPointer` (required).
     #[serde(rename = "logObjectPointer", default, skip_serializing_if = "Option::is_none")]
@@ -3684,6 +3824,7 @@ checked_struct!(GetLogObjectRequest);
 
 /// Shape `GetLogObjectResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogObjectResponse {
     /// `fieldStream`.
     #[serde(rename = "fieldStream", default, skip_serializing_if = "Option::is_none")]
@@ -3700,6 +3841,7 @@ checked_struct!(GetLogObjectResponse);
 
 /// Shape `GetLogObjectResponseStream`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogObjectResponseStream {
     /// `InternalStreamingException`.
     #[serde(rename = "InternalStreamingException", default, skip_serializing_if = "Option::is_none")]
@@ -3720,6 +3862,7 @@ checked_struct!(GetLogObjectResponseStream);
 
 /// Shape `GetLogRecordRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogRecordRequest {
     /// `logRecordPointer` (required).
     #[serde(rename = "logRecordPointer", default, skip_serializing_if = "Option::is_none")]
@@ -3740,6 +3883,7 @@ checked_struct!(GetLogRecordRequest);
 
 /// Shape `GetLogRecordResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLogRecordResponse {
     /// `logRecord`.
     #[serde(rename = "logRecord", default, skip_serializing_if = "Option::is_none")]
@@ -3756,6 +3900,7 @@ checked_struct!(GetLogRecordResponse);
 
 /// Shape `GetLookupTableRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLookupTableRequest {
     /// `lookupTableArn` (required).
     #[serde(rename = "lookupTableArn", default, skip_serializing_if = "Option::is_none")]
@@ -3772,6 +3917,7 @@ checked_struct!(GetLookupTableRequest);
 
 /// Shape `GetLookupTableResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetLookupTableResponse {
     /// `description`.
     #[serde(rename = "description", default, skip_serializing_if = "Option::is_none")]
@@ -3812,6 +3958,7 @@ checked_struct!(GetLookupTableResponse);
 
 /// Shape `GetQueryResultsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetQueryResultsRequest {
     /// `maxItems`.
     #[serde(rename = "maxItems", default, skip_serializing_if = "Option::is_none")]
@@ -3836,6 +3983,7 @@ checked_struct!(GetQueryResultsRequest);
 
 /// Shape `GetQueryResultsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetQueryResultsResponse {
     /// `encryptionKey`.
     #[serde(rename = "encryptionKey", default, skip_serializing_if = "Option::is_none")]
@@ -3872,6 +4020,7 @@ checked_struct!(GetQueryResultsResponse);
 
 /// Shape `GetScheduledQueryHistoryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetScheduledQueryHistoryRequest {
     /// `endTime` (required).
     #[serde(rename = "endTime", default, skip_serializing_if = "Option::is_none")]
@@ -3908,6 +4057,7 @@ checked_struct!(GetScheduledQueryHistoryRequest);
 
 /// Shape `GetScheduledQueryHistoryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetScheduledQueryHistoryResponse {
     /// `name`.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -3936,6 +4086,7 @@ checked_struct!(GetScheduledQueryHistoryResponse);
 
 /// Shape `GetScheduledQueryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetScheduledQueryRequest {
     /// `identifier` (required).
     #[serde(rename = "identifier", default, skip_serializing_if = "Option::is_none")]
@@ -3952,6 +4103,7 @@ checked_struct!(GetScheduledQueryRequest);
 
 /// Shape `GetScheduledQueryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetScheduledQueryResponse {
     /// `creationTime`.
     #[serde(rename = "creationTime", default, skip_serializing_if = "Option::is_none")]
@@ -4036,6 +4188,7 @@ checked_struct!(GetScheduledQueryResponse);
 
 /// Shape `GetTransformerRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetTransformerRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -4052,6 +4205,7 @@ checked_struct!(GetTransformerRequest);
 
 /// Shape `GetTransformerResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GetTransformerResponse {
     /// `creationTime`.
     #[serde(rename = "creationTime", default, skip_serializing_if = "Option::is_none")]
@@ -4080,6 +4234,7 @@ checked_struct!(GetTransformerResponse);
 
 /// Shape `Grok`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Grok {
     /// `match` (required).
     #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
@@ -4100,6 +4255,7 @@ checked_struct!(Grok);
 
 /// Shape `GroupingIdentifier`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GroupingIdentifier {
     /// `key`.
     #[serde(rename = "key", default, skip_serializing_if = "Option::is_none")]
@@ -4120,6 +4276,7 @@ checked_struct!(GroupingIdentifier);
 
 /// Shape `Import`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Import {
     /// `creationTime`.
     #[serde(rename = "creationTime", default, skip_serializing_if = "Option::is_none")]
@@ -4168,6 +4325,7 @@ checked_struct!(Import);
 
 /// Shape `ImportBatch`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ImportBatch {
     /// `batchId` (required).
     #[serde(rename = "batchId", default, skip_serializing_if = "Option::is_none")]
@@ -4192,6 +4350,7 @@ checked_struct!(ImportBatch);
 
 /// Shape `ImportFilter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ImportFilter {
     /// `endEventTime`.
     #[serde(rename = "endEventTime", default, skip_serializing_if = "Option::is_none")]
@@ -4212,6 +4371,7 @@ checked_struct!(ImportFilter);
 
 /// Shape `ImportStatistics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ImportStatistics {
     /// `bytesImported`.
     #[serde(rename = "bytesImported", default, skip_serializing_if = "Option::is_none")]
@@ -4238,6 +4398,7 @@ string_enum! {
 
 /// Shape `IndexPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct IndexPolicy {
     /// `lastUpdateTime`.
     #[serde(rename = "lastUpdateTime", default, skip_serializing_if = "Option::is_none")]
@@ -4293,6 +4454,7 @@ string_enum! {
 
 /// Shape `InputLogEvent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InputLogEvent {
     /// `message` (required).
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -4313,6 +4475,7 @@ checked_struct!(InputLogEvent);
 
 /// Shape `IntegrationDetails`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct IntegrationDetails {
     /// `openSearchIntegrationDetails`.
     #[serde(rename = "openSearchIntegrationDetails", default, skip_serializing_if = "Option::is_none")]
@@ -4338,6 +4501,7 @@ string_enum! {
 
 /// Shape `IntegrationSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct IntegrationSummary {
     /// `integrationName`.
     #[serde(rename = "integrationName", default, skip_serializing_if = "Option::is_none")]
@@ -4369,6 +4533,7 @@ string_enum! {
 
 /// Shape `InternalServerException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InternalServerException {
 }
 
@@ -4380,6 +4545,7 @@ checked_struct!(InternalServerException);
 
 /// Shape `InternalStreamingException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InternalStreamingException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -4396,6 +4562,7 @@ checked_struct!(InternalStreamingException);
 
 /// Shape `InvalidOperationException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InvalidOperationException {
 }
 
@@ -4407,6 +4574,7 @@ checked_struct!(InvalidOperationException);
 
 /// Shape `InvalidParameterException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InvalidParameterException {
 }
 
@@ -4418,6 +4586,7 @@ checked_struct!(InvalidParameterException);
 
 /// Shape `InvalidSequenceTokenException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct InvalidSequenceTokenException {
     /// `expectedSequenceToken`.
     #[serde(rename = "expectedSequenceToken", default, skip_serializing_if = "Option::is_none")]
@@ -4434,6 +4603,7 @@ checked_struct!(InvalidSequenceTokenException);
 
 /// Shape `LimitExceededException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LimitExceededException {
 }
 
@@ -4453,6 +4623,7 @@ string_enum! {
 
 /// Shape `ListAggregateLogGroupSummariesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAggregateLogGroupSummariesRequest {
     /// `accountIdentifiers`.
     #[serde(rename = "accountIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -4497,6 +4668,7 @@ checked_struct!(ListAggregateLogGroupSummariesRequest);
 
 /// Shape `ListAggregateLogGroupSummariesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAggregateLogGroupSummariesResponse {
     /// `aggregateLogGroupSummaries`.
     #[serde(rename = "aggregateLogGroupSummaries", default, skip_serializing_if = "Option::is_none")]
@@ -4517,6 +4689,7 @@ checked_struct!(ListAggregateLogGroupSummariesResponse);
 
 /// Shape `ListAnomaliesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAnomaliesRequest {
     /// `anomalyDetectorArn`.
     #[serde(rename = "anomalyDetectorArn", default, skip_serializing_if = "Option::is_none")]
@@ -4545,6 +4718,7 @@ checked_struct!(ListAnomaliesRequest);
 
 /// Shape `ListAnomaliesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListAnomaliesResponse {
     /// `anomalies`.
     #[serde(rename = "anomalies", default, skip_serializing_if = "Option::is_none")]
@@ -4565,6 +4739,7 @@ checked_struct!(ListAnomaliesResponse);
 
 /// Shape `ListIntegrationsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListIntegrationsRequest {
     /// `integrationNamePrefix`.
     #[serde(rename = "integrationNamePrefix", default, skip_serializing_if = "Option::is_none")]
@@ -4589,6 +4764,7 @@ checked_struct!(ListIntegrationsRequest);
 
 /// Shape `ListIntegrationsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListIntegrationsResponse {
     /// `integrationSummaries`.
     #[serde(rename = "integrationSummaries", default, skip_serializing_if = "Option::is_none")]
@@ -4605,6 +4781,7 @@ checked_struct!(ListIntegrationsResponse);
 
 /// Shape `ListLogAnomalyDetectorsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListLogAnomalyDetectorsRequest {
     /// `filterLogGroupArn`.
     #[serde(rename = "filterLogGroupArn", default, skip_serializing_if = "Option::is_none")]
@@ -4629,6 +4806,7 @@ checked_struct!(ListLogAnomalyDetectorsRequest);
 
 /// Shape `ListLogAnomalyDetectorsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListLogAnomalyDetectorsResponse {
     /// `anomalyDetectors`.
     #[serde(rename = "anomalyDetectors", default, skip_serializing_if = "Option::is_none")]
@@ -4649,6 +4827,7 @@ checked_struct!(ListLogAnomalyDetectorsResponse);
 
 /// Shape `ListLogGroupsForQueryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListLogGroupsForQueryRequest {
     /// `maxResults`.
     #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
@@ -4673,6 +4852,7 @@ checked_struct!(ListLogGroupsForQueryRequest);
 
 /// Shape `ListLogGroupsForQueryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListLogGroupsForQueryResponse {
     /// `logGroupIdentifiers`.
     #[serde(rename = "logGroupIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -4693,6 +4873,7 @@ checked_struct!(ListLogGroupsForQueryResponse);
 
 /// Shape `ListLogGroupsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListLogGroupsRequest {
     /// `accountIdentifiers`.
     #[serde(rename = "accountIdentifiers", default, skip_serializing_if = "Option::is_none")]
@@ -4741,6 +4922,7 @@ checked_struct!(ListLogGroupsRequest);
 
 /// Shape `ListLogGroupsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListLogGroupsResponse {
     /// `logGroups`.
     #[serde(rename = "logGroups", default, skip_serializing_if = "Option::is_none")]
@@ -4761,6 +4943,7 @@ checked_struct!(ListLogGroupsResponse);
 
 /// Shape `ListScheduledQueriesRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListScheduledQueriesRequest {
     /// `maxResults`.
     #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
@@ -4785,6 +4968,7 @@ checked_struct!(ListScheduledQueriesRequest);
 
 /// Shape `ListScheduledQueriesResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListScheduledQueriesResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -4805,6 +4989,7 @@ checked_struct!(ListScheduledQueriesResponse);
 
 /// Shape `ListSourcesForS3TableIntegrationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListSourcesForS3TableIntegrationRequest {
     /// `integrationArn` (required).
     #[serde(rename = "integrationArn", default, skip_serializing_if = "Option::is_none")]
@@ -4829,6 +5014,7 @@ checked_struct!(ListSourcesForS3TableIntegrationRequest);
 
 /// Shape `ListSourcesForS3TableIntegrationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListSourcesForS3TableIntegrationResponse {
     /// `nextToken`.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -4849,6 +5035,7 @@ checked_struct!(ListSourcesForS3TableIntegrationResponse);
 
 /// Shape `ListTagsForResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsForResourceRequest {
     /// `resourceArn` (required).
     #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -4865,6 +5052,7 @@ checked_struct!(ListTagsForResourceRequest);
 
 /// Shape `ListTagsForResourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsForResourceResponse {
     /// `tags`.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -4881,6 +5069,7 @@ checked_struct!(ListTagsForResourceResponse);
 
 /// Shape `ListTagsLogGroupRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsLogGroupRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -4897,6 +5086,7 @@ checked_struct!(ListTagsLogGroupRequest);
 
 /// Shape `ListTagsLogGroupResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListTagsLogGroupResponse {
     /// `tags`.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -4913,6 +5103,7 @@ checked_struct!(ListTagsLogGroupResponse);
 
 /// Shape `ListToMap`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ListToMap {
     /// `flatten`.
     #[serde(rename = "flatten", default, skip_serializing_if = "Option::is_none")]
@@ -4949,6 +5140,7 @@ checked_struct!(ListToMap);
 
 /// Shape `LiveTailSessionLogEvent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LiveTailSessionLogEvent {
     /// `ingestionTime`.
     #[serde(rename = "ingestionTime", default, skip_serializing_if = "Option::is_none")]
@@ -4981,6 +5173,7 @@ checked_struct!(LiveTailSessionLogEvent);
 
 /// Shape `LiveTailSessionMetadata`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LiveTailSessionMetadata {
     /// `sampled`.
     #[serde(rename = "sampled", default, skip_serializing_if = "Option::is_none")]
@@ -4997,6 +5190,7 @@ checked_struct!(LiveTailSessionMetadata);
 
 /// Shape `LiveTailSessionStart`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LiveTailSessionStart {
     /// `logEventFilterPattern`.
     #[serde(rename = "logEventFilterPattern", default, skip_serializing_if = "Option::is_none")]
@@ -5033,6 +5227,7 @@ checked_struct!(LiveTailSessionStart);
 
 /// Shape `LiveTailSessionUpdate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LiveTailSessionUpdate {
     /// `sessionMetadata`.
     #[serde(rename = "sessionMetadata", default, skip_serializing_if = "Option::is_none")]
@@ -5053,6 +5248,7 @@ checked_struct!(LiveTailSessionUpdate);
 
 /// Shape `LogEvent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogEvent {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -5073,6 +5269,7 @@ checked_struct!(LogEvent);
 
 /// Shape `LogFieldType`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogFieldType {
     /// `element`.
     #[serde(rename = "element", default, skip_serializing_if = "Option::is_none")]
@@ -5097,6 +5294,7 @@ checked_struct!(LogFieldType);
 
 /// Shape `LogFieldsListItem`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogFieldsListItem {
     /// `logFieldName`.
     #[serde(rename = "logFieldName", default, skip_serializing_if = "Option::is_none")]
@@ -5117,6 +5315,7 @@ checked_struct!(LogFieldsListItem);
 
 /// Shape `LogGroup`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogGroup {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -5190,6 +5389,7 @@ string_enum! {
 
 /// Shape `LogGroupField`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogGroupField {
     /// `name`.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -5210,6 +5410,7 @@ checked_struct!(LogGroupField);
 
 /// Shape `LogGroupSummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogGroupSummary {
     /// `logGroupArn`.
     #[serde(rename = "logGroupArn", default, skip_serializing_if = "Option::is_none")]
@@ -5234,6 +5435,7 @@ checked_struct!(LogGroupSummary);
 
 /// Shape `LogStream`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LogStream {
     /// `arn`.
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -5278,6 +5480,7 @@ checked_struct!(LogStream);
 
 /// Shape `LookupTable`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LookupTable {
     /// `description`.
     #[serde(rename = "description", default, skip_serializing_if = "Option::is_none")]
@@ -5322,6 +5525,7 @@ checked_struct!(LookupTable);
 
 /// Shape `LowerCaseString`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LowerCaseString {
     /// `withKeys` (required).
     #[serde(rename = "withKeys", default, skip_serializing_if = "Option::is_none")]
@@ -5338,6 +5542,7 @@ checked_struct!(LowerCaseString);
 
 /// Shape `MalformedQueryException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MalformedQueryException {
     /// `queryCompileError`.
     #[serde(rename = "queryCompileError", default, skip_serializing_if = "Option::is_none")]
@@ -5354,6 +5559,7 @@ checked_struct!(MalformedQueryException);
 
 /// Shape `MetricFilter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MetricFilter {
     /// `applyOnTransformedLogs`.
     #[serde(rename = "applyOnTransformedLogs", default, skip_serializing_if = "Option::is_none")]
@@ -5398,6 +5604,7 @@ checked_struct!(MetricFilter);
 
 /// Shape `MetricFilterMatchRecord`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MetricFilterMatchRecord {
     /// `eventMessage`.
     #[serde(rename = "eventMessage", default, skip_serializing_if = "Option::is_none")]
@@ -5422,6 +5629,7 @@ checked_struct!(MetricFilterMatchRecord);
 
 /// Shape `MetricTransformation`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MetricTransformation {
     /// `defaultValue`.
     #[serde(rename = "defaultValue", default, skip_serializing_if = "Option::is_none")]
@@ -5458,6 +5666,7 @@ checked_struct!(MetricTransformation);
 
 /// Shape `MoveKeyEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MoveKeyEntry {
     /// `overwriteIfExists`.
     #[serde(rename = "overwriteIfExists", default, skip_serializing_if = "Option::is_none")]
@@ -5482,6 +5691,7 @@ checked_struct!(MoveKeyEntry);
 
 /// Shape `MoveKeys`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MoveKeys {
     /// `entries` (required).
     #[serde(rename = "entries", default, skip_serializing_if = "Option::is_none")]
@@ -5506,6 +5716,7 @@ string_enum! {
 
 /// Shape `OpenSearchApplication`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchApplication {
     /// `applicationArn`.
     #[serde(rename = "applicationArn", default, skip_serializing_if = "Option::is_none")]
@@ -5534,6 +5745,7 @@ checked_struct!(OpenSearchApplication);
 
 /// Shape `OpenSearchCollection`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchCollection {
     /// `collectionArn`.
     #[serde(rename = "collectionArn", default, skip_serializing_if = "Option::is_none")]
@@ -5558,6 +5770,7 @@ checked_struct!(OpenSearchCollection);
 
 /// Shape `OpenSearchDataAccessPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchDataAccessPolicy {
     /// `policyName`.
     #[serde(rename = "policyName", default, skip_serializing_if = "Option::is_none")]
@@ -5578,6 +5791,7 @@ checked_struct!(OpenSearchDataAccessPolicy);
 
 /// Shape `OpenSearchDataSource`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchDataSource {
     /// `dataSourceName`.
     #[serde(rename = "dataSourceName", default, skip_serializing_if = "Option::is_none")]
@@ -5598,6 +5812,7 @@ checked_struct!(OpenSearchDataSource);
 
 /// Shape `OpenSearchEncryptionPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchEncryptionPolicy {
     /// `policyName`.
     #[serde(rename = "policyName", default, skip_serializing_if = "Option::is_none")]
@@ -5618,6 +5833,7 @@ checked_struct!(OpenSearchEncryptionPolicy);
 
 /// Shape `OpenSearchIntegrationDetails`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchIntegrationDetails {
     /// `accessPolicy`.
     #[serde(rename = "accessPolicy", default, skip_serializing_if = "Option::is_none")]
@@ -5662,6 +5878,7 @@ checked_struct!(OpenSearchIntegrationDetails);
 
 /// Shape `OpenSearchLifecyclePolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchLifecyclePolicy {
     /// `policyName`.
     #[serde(rename = "policyName", default, skip_serializing_if = "Option::is_none")]
@@ -5682,6 +5899,7 @@ checked_struct!(OpenSearchLifecyclePolicy);
 
 /// Shape `OpenSearchNetworkPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchNetworkPolicy {
     /// `policyName`.
     #[serde(rename = "policyName", default, skip_serializing_if = "Option::is_none")]
@@ -5702,6 +5920,7 @@ checked_struct!(OpenSearchNetworkPolicy);
 
 /// Shape `OpenSearchResourceConfig`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchResourceConfig {
     /// `applicationArn`.
     #[serde(rename = "applicationArn", default, skip_serializing_if = "Option::is_none")]
@@ -5734,6 +5953,7 @@ checked_struct!(OpenSearchResourceConfig);
 
 /// Shape `OpenSearchResourceStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchResourceStatus {
     /// `status`.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -5763,6 +5983,7 @@ string_enum! {
 
 /// Shape `OpenSearchWorkspace`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OpenSearchWorkspace {
     /// `status`.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -5783,6 +6004,7 @@ checked_struct!(OpenSearchWorkspace);
 
 /// Shape `OperationAbortedException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OperationAbortedException {
 }
 
@@ -5813,6 +6035,7 @@ string_enum! {
 
 /// Shape `OutputLogEvent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OutputLogEvent {
     /// `ingestionTime`.
     #[serde(rename = "ingestionTime", default, skip_serializing_if = "Option::is_none")]
@@ -5837,6 +6060,7 @@ checked_struct!(OutputLogEvent);
 
 /// Shape `ParseCloudfront`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParseCloudfront {
     /// `source`.
     #[serde(rename = "source", default, skip_serializing_if = "Option::is_none")]
@@ -5853,6 +6077,7 @@ checked_struct!(ParseCloudfront);
 
 /// Shape `ParseJSON`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParseJSON {
     /// `destination`.
     #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
@@ -5873,6 +6098,7 @@ checked_struct!(ParseJSON);
 
 /// Shape `ParseKeyValue`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParseKeyValue {
     /// `destination`.
     #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
@@ -5913,6 +6139,7 @@ checked_struct!(ParseKeyValue);
 
 /// Shape `ParsePostgres`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParsePostgres {
     /// `source`.
     #[serde(rename = "source", default, skip_serializing_if = "Option::is_none")]
@@ -5929,6 +6156,7 @@ checked_struct!(ParsePostgres);
 
 /// Shape `ParseRoute53`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParseRoute53 {
     /// `source`.
     #[serde(rename = "source", default, skip_serializing_if = "Option::is_none")]
@@ -5945,6 +6173,7 @@ checked_struct!(ParseRoute53);
 
 /// Shape `ParseToOCSF`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParseToOCSF {
     /// `eventSource` (required).
     #[serde(rename = "eventSource", default, skip_serializing_if = "Option::is_none")]
@@ -5973,6 +6202,7 @@ checked_struct!(ParseToOCSF);
 
 /// Shape `ParseVPC`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParseVPC {
     /// `source`.
     #[serde(rename = "source", default, skip_serializing_if = "Option::is_none")]
@@ -5989,6 +6219,7 @@ checked_struct!(ParseVPC);
 
 /// Shape `ParseWAF`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ParseWAF {
     /// `source`.
     #[serde(rename = "source", default, skip_serializing_if = "Option::is_none")]
@@ -6005,6 +6236,7 @@ checked_struct!(ParseWAF);
 
 /// Shape `PatternToken`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PatternToken {
     /// `dynamicTokenPosition`.
     #[serde(rename = "dynamicTokenPosition", default, skip_serializing_if = "Option::is_none")]
@@ -6037,6 +6269,7 @@ checked_struct!(PatternToken);
 
 /// Shape `Policy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Policy {
     /// `deliveryDestinationPolicy`.
     #[serde(rename = "deliveryDestinationPolicy", default, skip_serializing_if = "Option::is_none")]
@@ -6072,6 +6305,7 @@ string_enum! {
 
 /// Shape `Processor`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Processor {
     /// `addKeys`.
     #[serde(rename = "addKeys", default, skip_serializing_if = "Option::is_none")]
@@ -6176,6 +6410,7 @@ checked_struct!(Processor);
 
 /// Shape `PutAccountPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAccountPolicyRequest {
     /// `policyDocument` (required).
     #[serde(rename = "policyDocument", default, skip_serializing_if = "Option::is_none")]
@@ -6208,6 +6443,7 @@ checked_struct!(PutAccountPolicyRequest);
 
 /// Shape `PutAccountPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutAccountPolicyResponse {
     /// `accountPolicy`.
     #[serde(rename = "accountPolicy", default, skip_serializing_if = "Option::is_none")]
@@ -6224,6 +6460,7 @@ checked_struct!(PutAccountPolicyResponse);
 
 /// Shape `PutBearerTokenAuthenticationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutBearerTokenAuthenticationRequest {
     /// `bearerTokenAuthenticationEnabled` (required).
     #[serde(rename = "bearerTokenAuthenticationEnabled", default, skip_serializing_if = "Option::is_none")]
@@ -6244,6 +6481,7 @@ checked_struct!(PutBearerTokenAuthenticationRequest);
 
 /// Shape `PutDataProtectionPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDataProtectionPolicyRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -6264,6 +6502,7 @@ checked_struct!(PutDataProtectionPolicyRequest);
 
 /// Shape `PutDataProtectionPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDataProtectionPolicyResponse {
     /// `lastUpdatedTime`.
     #[serde(rename = "lastUpdatedTime", default, skip_serializing_if = "Option::is_none")]
@@ -6288,6 +6527,7 @@ checked_struct!(PutDataProtectionPolicyResponse);
 
 /// Shape `PutDeliveryDestinationPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDeliveryDestinationPolicyRequest {
     /// `deliveryDestinationName` (required).
     #[serde(rename = "deliveryDestinationName", default, skip_serializing_if = "Option::is_none")]
@@ -6308,6 +6548,7 @@ checked_struct!(PutDeliveryDestinationPolicyRequest);
 
 /// Shape `PutDeliveryDestinationPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDeliveryDestinationPolicyResponse {
     /// `policy`.
     #[serde(rename = "policy", default, skip_serializing_if = "Option::is_none")]
@@ -6324,6 +6565,7 @@ checked_struct!(PutDeliveryDestinationPolicyResponse);
 
 /// Shape `PutDeliveryDestinationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDeliveryDestinationRequest {
     /// `deliveryDestinationConfiguration`.
     #[serde(rename = "deliveryDestinationConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -6356,6 +6598,7 @@ checked_struct!(PutDeliveryDestinationRequest);
 
 /// Shape `PutDeliveryDestinationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDeliveryDestinationResponse {
     /// `deliveryDestination`.
     #[serde(rename = "deliveryDestination", default, skip_serializing_if = "Option::is_none")]
@@ -6372,6 +6615,7 @@ checked_struct!(PutDeliveryDestinationResponse);
 
 /// Shape `PutDeliverySourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDeliverySourceRequest {
     /// `deliverySourceConfiguration`.
     #[serde(rename = "deliverySourceConfiguration", default, skip_serializing_if = "Option::is_none")]
@@ -6404,6 +6648,7 @@ checked_struct!(PutDeliverySourceRequest);
 
 /// Shape `PutDeliverySourceResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDeliverySourceResponse {
     /// `deliverySource`.
     #[serde(rename = "deliverySource", default, skip_serializing_if = "Option::is_none")]
@@ -6420,6 +6665,7 @@ checked_struct!(PutDeliverySourceResponse);
 
 /// Shape `PutDestinationPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDestinationPolicyRequest {
     /// `accessPolicy` (required).
     #[serde(rename = "accessPolicy", default, skip_serializing_if = "Option::is_none")]
@@ -6444,6 +6690,7 @@ checked_struct!(PutDestinationPolicyRequest);
 
 /// Shape `PutDestinationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDestinationRequest {
     /// `destinationName` (required).
     #[serde(rename = "destinationName", default, skip_serializing_if = "Option::is_none")]
@@ -6472,6 +6719,7 @@ checked_struct!(PutDestinationRequest);
 
 /// Shape `PutDestinationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutDestinationResponse {
     /// `destination`.
     #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
@@ -6488,6 +6736,7 @@ checked_struct!(PutDestinationResponse);
 
 /// Shape `PutIndexPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutIndexPolicyRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -6508,6 +6757,7 @@ checked_struct!(PutIndexPolicyRequest);
 
 /// Shape `PutIndexPolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutIndexPolicyResponse {
     /// `indexPolicy`.
     #[serde(rename = "indexPolicy", default, skip_serializing_if = "Option::is_none")]
@@ -6524,6 +6774,7 @@ checked_struct!(PutIndexPolicyResponse);
 
 /// Shape `PutIntegrationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutIntegrationRequest {
     /// `integrationName` (required).
     #[serde(rename = "integrationName", default, skip_serializing_if = "Option::is_none")]
@@ -6548,6 +6799,7 @@ checked_struct!(PutIntegrationRequest);
 
 /// Shape `PutIntegrationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutIntegrationResponse {
     /// `integrationName`.
     #[serde(rename = "integrationName", default, skip_serializing_if = "Option::is_none")]
@@ -6568,6 +6820,7 @@ checked_struct!(PutIntegrationResponse);
 
 /// Shape `PutLogEventsRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutLogEventsRequest {
     /// `entity`.
     #[serde(rename = "entity", default, skip_serializing_if = "Option::is_none")]
@@ -6600,6 +6853,7 @@ checked_struct!(PutLogEventsRequest);
 
 /// Shape `PutLogEventsResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutLogEventsResponse {
     /// `nextSequenceToken`.
     #[serde(rename = "nextSequenceToken", default, skip_serializing_if = "Option::is_none")]
@@ -6624,6 +6878,7 @@ checked_struct!(PutLogEventsResponse);
 
 /// Shape `PutLogGroupDeletionProtectionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutLogGroupDeletionProtectionRequest {
     /// `deletionProtectionEnabled` (required).
     #[serde(rename = "deletionProtectionEnabled", default, skip_serializing_if = "Option::is_none")]
@@ -6644,6 +6899,7 @@ checked_struct!(PutLogGroupDeletionProtectionRequest);
 
 /// Shape `PutMetricFilterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutMetricFilterRequest {
     /// `applyOnTransformedLogs`.
     #[serde(rename = "applyOnTransformedLogs", default, skip_serializing_if = "Option::is_none")]
@@ -6684,6 +6940,7 @@ checked_struct!(PutMetricFilterRequest);
 
 /// Shape `PutQueryDefinitionRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutQueryDefinitionRequest {
     /// `clientToken`.
     #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
@@ -6724,6 +6981,7 @@ checked_struct!(PutQueryDefinitionRequest);
 
 /// Shape `PutQueryDefinitionResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutQueryDefinitionResponse {
     /// `queryDefinitionId`.
     #[serde(rename = "queryDefinitionId", default, skip_serializing_if = "Option::is_none")]
@@ -6740,6 +6998,7 @@ checked_struct!(PutQueryDefinitionResponse);
 
 /// Shape `PutResourcePolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutResourcePolicyRequest {
     /// `expectedRevisionId`.
     #[serde(rename = "expectedRevisionId", default, skip_serializing_if = "Option::is_none")]
@@ -6768,6 +7027,7 @@ checked_struct!(PutResourcePolicyRequest);
 
 /// Shape `PutResourcePolicyResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutResourcePolicyResponse {
     /// `resourcePolicy`.
     #[serde(rename = "resourcePolicy", default, skip_serializing_if = "Option::is_none")]
@@ -6788,6 +7048,7 @@ checked_struct!(PutResourcePolicyResponse);
 
 /// Shape `PutRetentionPolicyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutRetentionPolicyRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -6808,6 +7069,7 @@ checked_struct!(PutRetentionPolicyRequest);
 
 /// Shape `PutSubscriptionFilterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutSubscriptionFilterRequest {
     /// `applyOnTransformedLogs`.
     #[serde(rename = "applyOnTransformedLogs", default, skip_serializing_if = "Option::is_none")]
@@ -6856,6 +7118,7 @@ checked_struct!(PutSubscriptionFilterRequest);
 
 /// Shape `PutTransformerRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PutTransformerRequest {
     /// `logGroupIdentifier` (required).
     #[serde(rename = "logGroupIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -6876,6 +7139,7 @@ checked_struct!(PutTransformerRequest);
 
 /// Shape `QueryCompileError`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct QueryCompileError {
     /// `location`.
     #[serde(rename = "location", default, skip_serializing_if = "Option::is_none")]
@@ -6896,6 +7160,7 @@ checked_struct!(QueryCompileError);
 
 /// Shape `QueryCompileErrorLocation`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct QueryCompileErrorLocation {
     /// `endCharOffset`.
     #[serde(rename = "endCharOffset", default, skip_serializing_if = "Option::is_none")]
@@ -6916,6 +7181,7 @@ checked_struct!(QueryCompileErrorLocation);
 
 /// Shape `QueryDefinition`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct QueryDefinition {
     /// `lastModified`.
     #[serde(rename = "lastModified", default, skip_serializing_if = "Option::is_none")]
@@ -6956,6 +7222,7 @@ checked_struct!(QueryDefinition);
 
 /// Shape `QueryInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct QueryInfo {
     /// `bytesScanned`.
     #[serde(rename = "bytesScanned", default, skip_serializing_if = "Option::is_none")]
@@ -7013,6 +7280,7 @@ string_enum! {
 
 /// Shape `QueryParameter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct QueryParameter {
     /// `defaultValue`.
     #[serde(rename = "defaultValue", default, skip_serializing_if = "Option::is_none")]
@@ -7037,6 +7305,7 @@ checked_struct!(QueryParameter);
 
 /// Shape `QueryStatistics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct QueryStatistics {
     /// `bytesScanned`.
     #[serde(rename = "bytesScanned", default, skip_serializing_if = "Option::is_none")]
@@ -7086,6 +7355,7 @@ string_enum! {
 
 /// Shape `RecordField`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RecordField {
     /// `mandatory`.
     #[serde(rename = "mandatory", default, skip_serializing_if = "Option::is_none")]
@@ -7106,6 +7376,7 @@ checked_struct!(RecordField);
 
 /// Shape `RejectedEntityInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RejectedEntityInfo {
     /// `errorType` (required).
     #[serde(rename = "errorType", default, skip_serializing_if = "Option::is_none")]
@@ -7122,6 +7393,7 @@ checked_struct!(RejectedEntityInfo);
 
 /// Shape `RejectedLogEventsInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RejectedLogEventsInfo {
     /// `expiredLogEventEndIndex`.
     #[serde(rename = "expiredLogEventEndIndex", default, skip_serializing_if = "Option::is_none")]
@@ -7146,6 +7418,7 @@ checked_struct!(RejectedLogEventsInfo);
 
 /// Shape `RenameKeyEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RenameKeyEntry {
     /// `key` (required).
     #[serde(rename = "key", default, skip_serializing_if = "Option::is_none")]
@@ -7170,6 +7443,7 @@ checked_struct!(RenameKeyEntry);
 
 /// Shape `RenameKeys`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RenameKeys {
     /// `entries` (required).
     #[serde(rename = "entries", default, skip_serializing_if = "Option::is_none")]
@@ -7186,6 +7460,7 @@ checked_struct!(RenameKeys);
 
 /// Shape `ResourceAlreadyExistsException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceAlreadyExistsException {
 }
 
@@ -7197,6 +7472,7 @@ checked_struct!(ResourceAlreadyExistsException);
 
 /// Shape `ResourceConfig`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceConfig {
     /// `openSearchResourceConfig`.
     #[serde(rename = "openSearchResourceConfig", default, skip_serializing_if = "Option::is_none")]
@@ -7213,6 +7489,7 @@ checked_struct!(ResourceConfig);
 
 /// Shape `ResourceNotFoundException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceNotFoundException {
 }
 
@@ -7224,6 +7501,7 @@ checked_struct!(ResourceNotFoundException);
 
 /// Shape `ResourcePolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourcePolicy {
     /// `lastUpdatedTime`.
     #[serde(rename = "lastUpdatedTime", default, skip_serializing_if = "Option::is_none")]
@@ -7260,6 +7538,7 @@ checked_struct!(ResourcePolicy);
 
 /// Shape `ResultField`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResultField {
     /// `field`.
     #[serde(rename = "field", default, skip_serializing_if = "Option::is_none")]
@@ -7280,6 +7559,7 @@ checked_struct!(ResultField);
 
 /// Shape `S3Configuration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct S3Configuration {
     /// `destinationIdentifier` (required).
     #[serde(rename = "destinationIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -7308,6 +7588,7 @@ checked_struct!(S3Configuration);
 
 /// Shape `S3DeliveryConfiguration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct S3DeliveryConfiguration {
     /// `enableHiveCompatiblePath`.
     #[serde(rename = "enableHiveCompatiblePath", default, skip_serializing_if = "Option::is_none")]
@@ -7328,6 +7609,7 @@ checked_struct!(S3DeliveryConfiguration);
 
 /// Shape `S3TableIntegrationSource`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct S3TableIntegrationSource {
     /// `createdTimeStamp`.
     #[serde(rename = "createdTimeStamp", default, skip_serializing_if = "Option::is_none")]
@@ -7374,6 +7656,7 @@ string_enum! {
 
 /// Shape `S3TablesIntegration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct S3TablesIntegration {
     /// `datasourceName`.
     #[serde(rename = "datasourceName", default, skip_serializing_if = "Option::is_none")]
@@ -7394,6 +7677,7 @@ checked_struct!(S3TablesIntegration);
 
 /// Shape `ScheduledQueryDestination`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ScheduledQueryDestination {
     /// `destinationIdentifier`.
     #[serde(rename = "destinationIdentifier", default, skip_serializing_if = "Option::is_none")]
@@ -7441,6 +7725,7 @@ string_enum! {
 
 /// Shape `ScheduledQuerySummary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ScheduledQuerySummary {
     /// `creationTime`.
     #[serde(rename = "creationTime", default, skip_serializing_if = "Option::is_none")]
@@ -7500,6 +7785,7 @@ string_enum! {
 
 /// Shape `SearchedLogStream`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SearchedLogStream {
     /// `logStreamName`.
     #[serde(rename = "logStreamName", default, skip_serializing_if = "Option::is_none")]
@@ -7520,6 +7806,7 @@ checked_struct!(SearchedLogStream);
 
 /// Shape `ServiceQuotaExceededException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceQuotaExceededException {
 }
 
@@ -7531,6 +7818,7 @@ checked_struct!(ServiceQuotaExceededException);
 
 /// Shape `ServiceUnavailableException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ServiceUnavailableException {
 }
 
@@ -7542,6 +7830,7 @@ checked_struct!(ServiceUnavailableException);
 
 /// Shape `SessionStreamingException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SessionStreamingException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -7558,6 +7847,7 @@ checked_struct!(SessionStreamingException);
 
 /// Shape `SessionTimeoutException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SessionTimeoutException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -7574,6 +7864,7 @@ checked_struct!(SessionTimeoutException);
 
 /// Shape `SplitString`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SplitString {
     /// `entries` (required).
     #[serde(rename = "entries", default, skip_serializing_if = "Option::is_none")]
@@ -7590,6 +7881,7 @@ checked_struct!(SplitString);
 
 /// Shape `SplitStringEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SplitStringEntry {
     /// `delimiter` (required).
     #[serde(rename = "delimiter", default, skip_serializing_if = "Option::is_none")]
@@ -7643,6 +7935,7 @@ string_enum! {
 
 /// Shape `StartLiveTailRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StartLiveTailRequest {
     /// `logEventFilterPattern`.
     #[serde(rename = "logEventFilterPattern", default, skip_serializing_if = "Option::is_none")]
@@ -7671,6 +7964,7 @@ checked_struct!(StartLiveTailRequest);
 
 /// Shape `StartLiveTailResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StartLiveTailResponse {
     /// `responseStream`.
     #[serde(rename = "responseStream", default, skip_serializing_if = "Option::is_none")]
@@ -7687,6 +7981,7 @@ checked_struct!(StartLiveTailResponse);
 
 /// Shape `StartLiveTailResponseStream`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StartLiveTailResponseStream {
     /// `SessionStreamingException`.
     #[serde(rename = "SessionStreamingException", default, skip_serializing_if = "Option::is_none")]
@@ -7715,6 +8010,7 @@ checked_struct!(StartLiveTailResponseStream);
 
 /// Shape `StartQueryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StartQueryRequest {
     /// `endTime` (required).
     #[serde(rename = "endTime", default, skip_serializing_if = "Option::is_none")]
@@ -7759,6 +8055,7 @@ checked_struct!(StartQueryRequest);
 
 /// Shape `StartQueryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StartQueryResponse {
     /// `queryId`.
     #[serde(rename = "queryId", default, skip_serializing_if = "Option::is_none")]
@@ -7784,6 +8081,7 @@ string_enum! {
 
 /// Shape `StopQueryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StopQueryRequest {
     /// `queryId` (required).
     #[serde(rename = "queryId", default, skip_serializing_if = "Option::is_none")]
@@ -7800,6 +8098,7 @@ checked_struct!(StopQueryRequest);
 
 /// Shape `StopQueryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StopQueryResponse {
     /// `success`.
     #[serde(rename = "success", default, skip_serializing_if = "Option::is_none")]
@@ -7816,6 +8115,7 @@ checked_struct!(StopQueryResponse);
 
 /// Shape `SubscriptionFilter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubscriptionFilter {
     /// `applyOnTransformedLogs`.
     #[serde(rename = "applyOnTransformedLogs", default, skip_serializing_if = "Option::is_none")]
@@ -7868,6 +8168,7 @@ checked_struct!(SubscriptionFilter);
 
 /// Shape `SubstituteString`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubstituteString {
     /// `entries` (required).
     #[serde(rename = "entries", default, skip_serializing_if = "Option::is_none")]
@@ -7884,6 +8185,7 @@ checked_struct!(SubstituteString);
 
 /// Shape `SubstituteStringEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SubstituteStringEntry {
     /// `from` (required).
     #[serde(rename = "from", default, skip_serializing_if = "Option::is_none")]
@@ -7908,6 +8210,7 @@ checked_struct!(SubstituteStringEntry);
 
 /// Shape `SuppressionPeriod`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SuppressionPeriod {
     /// `suppressionUnit`.
     #[serde(rename = "suppressionUnit", default, skip_serializing_if = "Option::is_none")]
@@ -7953,6 +8256,7 @@ string_enum! {
 
 /// Shape `TagFilter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TagFilter {
     /// `key` (required).
     #[serde(rename = "key", default, skip_serializing_if = "Option::is_none")]
@@ -7973,6 +8277,7 @@ checked_struct!(TagFilter);
 
 /// Shape `TagLogGroupRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TagLogGroupRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -7993,6 +8298,7 @@ checked_struct!(TagLogGroupRequest);
 
 /// Shape `TagResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TagResourceRequest {
     /// `resourceArn` (required).
     #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -8013,6 +8319,7 @@ checked_struct!(TagResourceRequest);
 
 /// Shape `TestMetricFilterRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TestMetricFilterRequest {
     /// `filterPattern` (required).
     #[serde(rename = "filterPattern", default, skip_serializing_if = "Option::is_none")]
@@ -8033,6 +8340,7 @@ checked_struct!(TestMetricFilterRequest);
 
 /// Shape `TestMetricFilterResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TestMetricFilterResponse {
     /// `matches`.
     #[serde(rename = "matches", default, skip_serializing_if = "Option::is_none")]
@@ -8049,6 +8357,7 @@ checked_struct!(TestMetricFilterResponse);
 
 /// Shape `TestTransformerRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TestTransformerRequest {
     /// `logEventMessages` (required).
     #[serde(rename = "logEventMessages", default, skip_serializing_if = "Option::is_none")]
@@ -8069,6 +8378,7 @@ checked_struct!(TestTransformerRequest);
 
 /// Shape `TestTransformerResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TestTransformerResponse {
     /// `transformedLogs`.
     #[serde(rename = "transformedLogs", default, skip_serializing_if = "Option::is_none")]
@@ -8085,6 +8395,7 @@ checked_struct!(TestTransformerResponse);
 
 /// Shape `ThrottlingException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ThrottlingException {
 }
 
@@ -8096,6 +8407,7 @@ checked_struct!(ThrottlingException);
 
 /// Shape `TooManyTagsException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TooManyTagsException {
     /// `message`.
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
@@ -8116,6 +8428,7 @@ checked_struct!(TooManyTagsException);
 
 /// Shape `TransformedLogRecord`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TransformedLogRecord {
     /// `eventMessage`.
     #[serde(rename = "eventMessage", default, skip_serializing_if = "Option::is_none")]
@@ -8140,6 +8453,7 @@ checked_struct!(TransformedLogRecord);
 
 /// Shape `TriggerHistoryRecord`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TriggerHistoryRecord {
     /// `destinations`.
     #[serde(rename = "destinations", default, skip_serializing_if = "Option::is_none")]
@@ -8172,6 +8486,7 @@ checked_struct!(TriggerHistoryRecord);
 
 /// Shape `TrimString`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TrimString {
     /// `withKeys` (required).
     #[serde(rename = "withKeys", default, skip_serializing_if = "Option::is_none")]
@@ -8198,6 +8513,7 @@ string_enum! {
 
 /// Shape `TypeConverter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TypeConverter {
     /// `entries` (required).
     #[serde(rename = "entries", default, skip_serializing_if = "Option::is_none")]
@@ -8214,6 +8530,7 @@ checked_struct!(TypeConverter);
 
 /// Shape `TypeConverterEntry`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TypeConverterEntry {
     /// `key` (required).
     #[serde(rename = "key", default, skip_serializing_if = "Option::is_none")]
@@ -8234,6 +8551,7 @@ checked_struct!(TypeConverterEntry);
 
 /// Shape `UnrecognizedClientException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UnrecognizedClientException {
 }
 
@@ -8245,6 +8563,7 @@ checked_struct!(UnrecognizedClientException);
 
 /// Shape `UntagLogGroupRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UntagLogGroupRequest {
     /// `logGroupName` (required).
     #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
@@ -8265,6 +8584,7 @@ checked_struct!(UntagLogGroupRequest);
 
 /// Shape `UntagResourceRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UntagResourceRequest {
     /// `resourceArn` (required).
     #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
@@ -8285,6 +8605,7 @@ checked_struct!(UntagResourceRequest);
 
 /// Shape `UpdateAnomalyRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateAnomalyRequest {
     /// `anomalyDetectorArn` (required).
     #[serde(rename = "anomalyDetectorArn", default, skip_serializing_if = "Option::is_none")]
@@ -8321,6 +8642,7 @@ checked_struct!(UpdateAnomalyRequest);
 
 /// Shape `UpdateDeliveryConfigurationRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateDeliveryConfigurationRequest {
     /// `fieldDelimiter`.
     #[serde(rename = "fieldDelimiter", default, skip_serializing_if = "Option::is_none")]
@@ -8349,6 +8671,7 @@ checked_struct!(UpdateDeliveryConfigurationRequest);
 
 /// Shape `UpdateDeliveryConfigurationResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateDeliveryConfigurationResponse {
 }
 
@@ -8360,6 +8683,7 @@ checked_struct!(UpdateDeliveryConfigurationResponse);
 
 /// Shape `UpdateLogAnomalyDetectorRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateLogAnomalyDetectorRequest {
     /// `anomalyDetectorArn` (required).
     #[serde(rename = "anomalyDetectorArn", default, skip_serializing_if = "Option::is_none")]
@@ -8392,6 +8716,7 @@ checked_struct!(UpdateLogAnomalyDetectorRequest);
 
 /// Shape `UpdateLookupTableRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateLookupTableRequest {
     /// `description`.
     #[serde(rename = "description", default, skip_serializing_if = "Option::is_none")]
@@ -8420,6 +8745,7 @@ checked_struct!(UpdateLookupTableRequest);
 
 /// Shape `UpdateLookupTableResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateLookupTableResponse {
     /// `lastUpdatedTime`.
     #[serde(rename = "lastUpdatedTime", default, skip_serializing_if = "Option::is_none")]
@@ -8440,6 +8766,7 @@ checked_struct!(UpdateLookupTableResponse);
 
 /// Shape `UpdateScheduledQueryRequest`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateScheduledQueryRequest {
     /// `description`.
     #[serde(rename = "description", default, skip_serializing_if = "Option::is_none")]
@@ -8504,6 +8831,7 @@ checked_struct!(UpdateScheduledQueryRequest);
 
 /// Shape `UpdateScheduledQueryResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpdateScheduledQueryResponse {
     /// `creationTime`.
     #[serde(rename = "creationTime", default, skip_serializing_if = "Option::is_none")]
@@ -8588,6 +8916,7 @@ checked_struct!(UpdateScheduledQueryResponse);
 
 /// Shape `UpperCaseString`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct UpperCaseString {
     /// `withKeys` (required).
     #[serde(rename = "withKeys", default, skip_serializing_if = "Option::is_none")]
@@ -8604,6 +8933,7 @@ checked_struct!(UpperCaseString);
 
 /// Shape `ValidationException` (an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ValidationException {
 }
 
