@@ -15,11 +15,13 @@ mod http;
 pub mod limits;
 mod logs;
 pub mod sigv4;
+mod tls;
 
 pub use auth::Auth;
 pub use data_dir::DataDir;
 pub use gateway::Gateway;
 pub use logs::LogsConfig;
+pub use tls::{TlsError, TlsFiles};
 
 use berth_core::pagination::TokenKey;
 use berth_core::state::{Ctx, World};
@@ -57,6 +59,8 @@ pub struct Config {
     pub logs: LogsConfig,
     /// How API requests are authenticated.
     pub auth: Auth,
+    /// Serve the API over TLS with this certificate and key (plain HTTP when `None`).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Why the server could not start.
@@ -74,6 +78,9 @@ pub enum StartError {
     /// The stored records could not be understood.
     #[error("cannot load the stored state: {0}")]
     Load(#[from] berth_core::state::LoadError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -116,6 +123,7 @@ pub struct Running {
     /// Whether the default cluster was created by this start.
     pub created_default_cluster: bool,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     _lock: DataDir,
 }
@@ -143,6 +151,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             store.commit(&ctx.mutations)?;
         }
     }
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -174,12 +183,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         data_dir: dir.path().to_path_buf(),
         created_default_cluster,
         listener,
+        tls,
         shared,
         _lock: dir,
     })
 }
 
 impl Running {
+    /// `https` when the API is served over TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// The agent gateway, for an in-process agent.
     pub fn gateway(&self) -> Gateway {
         Gateway {
@@ -196,9 +211,19 @@ impl Running {
         let sweeper = tokio::spawn(sweep_stopped_tasks(self.shared.clone()));
         let log_sweeper = tokio::spawn(logs::sweep(self.shared.clone()));
         let scheduler = tokio::spawn(schedule_services(self.shared.clone()));
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = match self.tls {
+            Some(acceptor) => {
+                let listener = tls::TlsListener::new(self.listener, acceptor)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         sweeper.abort();
         log_sweeper.abort();
         scheduler.abort();

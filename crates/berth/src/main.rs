@@ -167,6 +167,12 @@ struct CommonArgs {
     /// (`berth up` on loopback always does; `berth server` needs this or --credentials).
     #[arg(long)]
     allow_dev_credentials: bool,
+    /// Serve the API over TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -374,10 +380,17 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
         common.allow_dev_credentials,
         common.listen,
     )?;
-    if !common.listen.ip().is_loopback() {
+    let tls = match (&common.tls_cert, &common.tls_key) {
+        (Some(cert), Some(key)) => Some(berth_server::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    if !common.listen.ip().is_loopback() && tls.is_none() {
         tracing::warn!(
             listen = %common.listen,
-            "the API is served beyond loopback over plain HTTP (TLS is not available yet): SigV4 keeps secrets off the wire, but requests and responses can be read, and replayed within the 15-minute signature window, by anyone on the path"
+            "the API is served beyond loopback over plain HTTP: SigV4 keeps secrets off the wire, but requests and responses can be read, and replayed within the 15-minute signature window, by anyone on the path; give it --tls-cert and --tls-key"
         );
     }
     let token = agent_token(&data_dir, common.agent_token.clone())?;
@@ -395,9 +408,10 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
             sweep_interval_ms: common.logs_sweep_interval_secs.saturating_mul(1000),
         },
         auth: auth.clone(),
+        tls,
     };
     let running = berth_server::start(config).await?;
-    let endpoint = format!("http://{}", running.local_addr);
+    let endpoint = format!("{}://{}", running.scheme(), running.local_addr);
     print_banner(
         &endpoint,
         &running,

@@ -95,7 +95,7 @@ pub struct StartFailure {
 /// A running `berth` process.
 pub struct Berth {
     child: Option<Child>,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with `--tls-cert`)
     pub endpoint: String,
     /// The bound address.
     pub addr: SocketAddr,
@@ -231,8 +231,9 @@ impl Berth {
         );
         let addr: SocketAddr = endpoint
             .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"))
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("endpoint {endpoint} is not http://ADDR"));
+            .unwrap_or_else(|| panic!("endpoint {endpoint} is not http(s)://ADDR"));
         Ok(Berth {
             child: Some(child),
             endpoint,
