@@ -90,7 +90,10 @@ fn tokens_page_through_and_reveal_nothing() {
         }
         match page.get("nextToken").and_then(Value::as_str) {
             Some(t) => {
-                assert!(!t.contains("636c75737465722f"), "the last key shows through: {t}");
+                assert!(
+                    !t.contains("636c75737465722f"),
+                    "the last key shows through: {t}"
+                );
                 assert!(
                     t.bytes().all(|b| b.is_ascii_hexdigit()),
                     "opaque and URL-safe: {t}"
