@@ -333,6 +333,16 @@ pub async fn run<C: ControlPlane>(
             "stopped containers left by a previous agent run that no task claims"
         );
     }
+    // Usage is measured as often as the server asks (it says so at registration and in every
+    // sync) and sent with the next sync.
+    let usage = crate::usage::UsageBook::default();
+    let (usage_interval, usage_interval_rx) = tokio::sync::watch::channel(None);
+    let _measuring = AbortOnDrop(Some(tokio::spawn(crate::usage::run(
+        Arc::new(runtime.clone()),
+        reports.clone(),
+        usage.clone(),
+        usage_interval_rx,
+    ))));
     let identity_path = config.data_dir.join("identity.json");
     tokio::pin!(shutdown);
     let registered = tokio::select! {
@@ -344,10 +354,12 @@ pub async fn run<C: ControlPlane>(
     shipper.set_identity(&instance_arn, &instance_token);
     tracing::info!(instance = %instance_arn, "agent joined cluster {}", config.cluster);
     let mut version = registered.desired.version;
+    usage_interval.send_if_modified(|v| replace(v, registered.usage_interval_ms));
     engine.apply(&registered.desired);
     let mut backoff = Duration::from_millis(100);
     loop {
         let batch = reports.take();
+        let measured = usage.peek();
         let wait_ms = if batch.reports.is_empty() {
             SYNC_INTERVAL_MS
         } else {
@@ -359,6 +371,7 @@ pub async fn run<C: ControlPlane>(
             desired_version: version,
             reports: batch.reports.clone(),
             wait_ms,
+            usage: measured.clone(),
         };
         let result = tokio::select! {
             biased;
@@ -371,6 +384,8 @@ pub async fn run<C: ControlPlane>(
             Ok(resp) => {
                 backoff = Duration::from_millis(100);
                 reports.acknowledge(&batch);
+                usage.acknowledge(&measured);
+                usage_interval.send_if_modified(|v| replace(v, resp.usage_interval_ms));
                 version = resp.desired.version;
                 engine.apply(&resp.desired);
             }
@@ -394,6 +409,7 @@ pub async fn run<C: ControlPlane>(
                 instance_token = again.instance_token;
                 shipper.set_identity(&instance_arn, &instance_token);
                 version = again.desired.version;
+                usage_interval.send_if_modified(|v| replace(v, again.usage_interval_ms));
                 reports.resend_all();
                 engine.apply(&again.desired);
             }
@@ -408,6 +424,13 @@ pub async fn run<C: ControlPlane>(
             }
         }
     }
+}
+
+/// Set `slot` to `new`; whether it changed.
+fn replace(slot: &mut Option<u64>, new: Option<u64>) -> bool {
+    let changed = *slot != new;
+    *slot = new;
+    changed
 }
 
 /// The control plane over HTTP (`berth agent --server URL`).

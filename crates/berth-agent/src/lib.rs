@@ -12,3 +12,4 @@ pub mod plan;
 pub mod reports;
 pub mod runner;
 pub mod runtime;
+pub mod usage;

@@ -98,6 +98,11 @@ impl ReportBook {
         b.pending.remove(task_arn);
     }
 
+    /// The latest report of every task still known.
+    pub fn all_latest(&self) -> Vec<TaskReport> {
+        self.lock().latest.values().cloned().collect()
+    }
+
     /// The latest report for a task.
     pub fn latest(&self, task_arn: &str) -> Option<TaskReport> {
         self.lock().latest.get(task_arn).cloned()

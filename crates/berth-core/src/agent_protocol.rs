@@ -52,6 +52,10 @@ pub struct RegisterResponse {
     pub instance_token: String,
     /// Tasks the server believes run here, as of registration.
     pub desired: DesiredState,
+    /// How often the server wants usage measured ([`SyncRequest::usage`]), in ms; absent
+    /// from servers that take none.
+    #[serde(default)]
+    pub usage_interval_ms: Option<u64>,
 }
 
 /// An agent's periodic exchange: reports in, desired state out. Doubles as the heartbeat.
@@ -68,6 +72,31 @@ pub struct SyncRequest {
     pub reports: Vec<TaskReport>,
     /// How long the server may hold the request waiting for a change.
     pub wait_ms: u64,
+    /// Resource usage measured since the last acknowledged sync, oldest first (absent from
+    /// agents that predate it). Not level-triggered: a lost sample is simply a gap.
+    #[serde(default)]
+    pub usage: Vec<UsageReport>,
+}
+
+/// One measurement of this host's running tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// When it was taken (epoch ms).
+    pub timestamp_ms: i64,
+    /// Each running task measured twice so far (the CPU rate needs two readings).
+    pub tasks: Vec<TaskUsage>,
+}
+
+/// What one task used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    /// Task ARN.
+    pub task_arn: String,
+    /// CPU used on average since the previous measurement, in CPU units (1024 = one vCPU
+    /// busy), summed over the task's containers.
+    pub cpu_units: f64,
+    /// Memory in use at the measurement, MiB (resident set; Docker: usage less page cache).
+    pub memory_mib: f64,
 }
 
 /// The server's answer to a sync: reports are durable, and this is the desired state.
@@ -75,6 +104,9 @@ pub struct SyncRequest {
 pub struct SyncResponse {
     /// The desired state now.
     pub desired: DesiredState,
+    /// How often the server wants usage measured, in ms (see [`RegisterResponse`]).
+    #[serde(default)]
+    pub usage_interval_ms: Option<u64>,
 }
 
 /// Every task the server wants on one instance.
@@ -247,4 +279,20 @@ pub struct EnsureLogGroupResponse {
     /// Why the group cannot be used (`ResourceNotFoundException: The specified log group
     /// does not exist.`), or `None` when it is ready.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_optional_both_ways() {
+        // An agent that predates usage reports, and a server that predates the interval.
+        let old_sync = r#"{"container_instance_arn":"a","instance_token":"t","desired_version":1,"reports":[],"wait_ms":0}"#;
+        let req: SyncRequest = serde_json::from_str(old_sync).unwrap();
+        assert!(req.usage.is_empty());
+        let old_resp = r#"{"desired":{"version":1,"tasks":[]}}"#;
+        let resp: SyncResponse = serde_json::from_str(old_resp).unwrap();
+        assert_eq!(resp.usage_interval_ms, None);
+    }
 }

@@ -12,6 +12,7 @@ pub mod arn;
 pub mod cluster;
 pub mod container_instance;
 pub mod ecs;
+pub mod metrics;
 pub mod pagination;
 pub mod placement;
 pub mod query;

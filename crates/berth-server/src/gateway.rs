@@ -102,6 +102,7 @@ async fn register(shared: &Shared, req: RegisterRequest) -> Result<RegisterRespo
                 container_instance_arn: arn,
                 instance_token: token,
                 desired: task::desired_state(p, &id),
+                usage_interval_ms: Some(shared.usage_interval_ms()),
             }
         });
         let wait = if result.is_ok() {
@@ -127,8 +128,10 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     let mut wakeups = shared.wakeups.subscribe();
     let mut first = true;
+    let usage_interval_ms = Some(shared.usage_interval_ms());
     loop {
         wakeups.borrow_and_update();
+        let mut samples = Vec::new();
         let (desired, wait) = {
             let mut guard = shared
                 .inner
@@ -148,15 +151,22 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
                 for r in &req.reports {
                     task::apply_report(p, &mut ctx, &id, r);
                 }
+                for u in &req.usage {
+                    samples.extend(berth_core::metrics::samples_of(p, &id, u));
+                }
             }
             let desired = task::desired_state(p, &id);
             (desired, finish_ctx(shared, &mut ctx))
         };
+        shared.record_samples(&key, samples);
         commit(wait).await?;
         let answer_now =
             !first || desired.version != req.desired_version || !req.reports.is_empty();
         if answer_now || tokio::time::Instant::now() >= deadline {
-            return Ok(SyncResponse { desired });
+            return Ok(SyncResponse {
+                desired,
+                usage_interval_ms,
+            });
         }
         first = false;
         // Long poll: wait for any desired-state change, or the deadline. `wakeups` was marked
@@ -175,7 +185,10 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
                 container_instance::heartbeat(p, &id, now_ms());
                 task::desired_state(p, &id)
             };
-            return Ok(SyncResponse { desired });
+            return Ok(SyncResponse {
+                desired,
+                usage_interval_ms,
+            });
         }
     }
 }

@@ -14,6 +14,7 @@ mod gateway;
 mod http;
 pub mod limits;
 mod logs;
+mod metrics;
 pub mod sigv4;
 mod tls;
 
@@ -57,6 +58,9 @@ pub struct Config {
     pub task_retention_ms: i64,
     /// Log storage bounds and sweeping.
     pub logs: LogsConfig,
+    /// The period of ECS's CloudWatch metrics (`AWS/ECS`): one data point per period
+    /// (ECS's is a minute; tests use seconds). Agents sample usage three times per period.
+    pub metrics_period_ms: i64,
     /// How API requests are authenticated.
     pub auth: Auth,
     /// Serve the API over TLS with this certificate and key (plain HTTP when `None`).
@@ -106,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) commits: commit::CommitQueue,
     /// Bumped whenever some instance's desired state changes; long-polling agents wait on it.
     pub(crate) wakeups: tokio::sync::watch::Sender<u64>,
+    /// ECS's CloudWatch metrics (in memory, see `metrics.rs`); never locked before `inner`.
+    pub(crate) metrics: Mutex<berth_core::metrics::MetricsBook>,
 }
 
 pub(crate) struct Inner {
@@ -177,6 +183,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         token_key,
         commits,
         wakeups: tokio::sync::watch::channel(0).0,
+        metrics: Mutex::new(berth_core::metrics::MetricsBook::new(
+            config.metrics_period_ms,
+        )),
     });
     Ok(Running {
         local_addr,
@@ -211,6 +220,7 @@ impl Running {
         let sweeper = tokio::spawn(sweep_stopped_tasks(self.shared.clone()));
         let log_sweeper = tokio::spawn(logs::sweep(self.shared.clone()));
         let scheduler = tokio::spawn(schedule_services(self.shared.clone()));
+        let metrics_sealer = tokio::spawn(metrics::seal(self.shared.clone()));
         let result = match self.tls {
             Some(acceptor) => {
                 let listener = tls::TlsListener::new(self.listener, acceptor)?;
@@ -227,6 +237,7 @@ impl Running {
         sweeper.abort();
         log_sweeper.abort();
         scheduler.abort();
+        metrics_sealer.abort();
         self.shared.commits.close();
         self.shared.logs.close();
         result

@@ -151,6 +151,10 @@ struct CommonArgs {
     /// Seconds STOPPED tasks stay describable.
     #[arg(long, default_value_t = 3600)]
     task_retention_secs: i64,
+    /// Period of ECS's CloudWatch metrics (`AWS/ECS` CPUUtilization, MemoryUtilization, ...),
+    /// in seconds: one data point per period. ECS's is 60; shorter periods are for tests.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=3600))]
+    metrics_period_secs: i64,
     /// Upper bound on stored log messages, in MiB; past it the oldest events are evicted
     /// [default: no bound beyond retention policies].
     #[arg(long, value_name = "MIB", env = "BERTH_LOGS_MAX_MIB")]
@@ -403,6 +407,7 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
         create_default_cluster: all_in_one,
         agent_token: token.clone(),
         task_retention_ms: common.task_retention_secs.saturating_mul(1000),
+        metrics_period_ms: common.metrics_period_secs.saturating_mul(1000),
         logs: berth_server::LogsConfig {
             max_stored_bytes: common.logs_max_mib.map(|m| m.saturating_mul(1024 * 1024)),
             sweep_interval_ms: common.logs_sweep_interval_secs.saturating_mul(1000),
