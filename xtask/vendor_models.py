@@ -16,6 +16,7 @@ SERVICES = [
     ("ecs", "2014-11-13"),
     ("logs", "2014-03-28"),
     ("application-autoscaling", "2016-02-06"),
+    ("cloudwatch", "2010-08-01"),
 ]
 
 

@@ -14,6 +14,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("ecs", "ecs"),
     ("logs", "logs"),
     ("application-autoscaling", "application_autoscaling"),
+    ("cloudwatch", "cloudwatch"),
 ];
 
 fn main() -> Result<()> {

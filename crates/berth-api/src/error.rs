@@ -36,11 +36,18 @@ impl ApiError {
         ApiError::client("UnknownOperationException", message)
     }
 
-    /// A model constraint violation, named as each service names it.
+    /// A model constraint violation, named as each service names it. CloudWatch tells a
+    /// missing required parameter (`MissingRequiredParameterException`) from a bad value
+    /// (`InvalidParameterValueException`).
     pub fn validation(service: Service, message: impl Into<String>) -> ApiError {
+        let message = message.into();
         let code = match service {
             Service::Ecs | Service::Logs => "InvalidParameterException",
             Service::ApplicationAutoScaling => "ValidationException",
+            Service::CloudWatch if message.contains("Member must not be null") => {
+                "MissingRequiredParameterException"
+            }
+            Service::CloudWatch => "InvalidParameterValueException",
         };
         ApiError::client(code, message)
     }
@@ -61,6 +68,8 @@ impl ApiError {
             Service::Ecs => "UnsupportedFeatureException",
             Service::Logs => "InvalidOperationException",
             Service::ApplicationAutoScaling => "ValidationException",
+            // The query protocol's common error for an action the service does not offer.
+            Service::CloudWatch => "InvalidAction",
         };
         ApiError::client(code, format!("Berth does not implement {operation} yet."))
     }
@@ -71,6 +80,7 @@ impl ApiError {
             Service::Ecs => "ServerException",
             Service::Logs => "ServiceUnavailableException",
             Service::ApplicationAutoScaling => "InternalServiceException",
+            Service::CloudWatch => "InternalServiceFault",
         };
         ApiError {
             status: 500,
@@ -89,6 +99,22 @@ impl ApiError {
         map.insert("Message".into(), self.message.clone().into());
         serde_json::to_vec(&serde_json::Value::Object(map)).unwrap_or_default()
     }
+}
+
+/// CloudWatch is `awsQueryCompatible`: besides `__type` (the error shape's name), an error
+/// carries the `x-amzn-query-error: Code;Fault` header with the code the query protocol used,
+/// which botocore reports as the error code (`InvalidParameterValue`) and maps back to the
+/// modelled exception. `None` for codes that are not CloudWatch's.
+pub fn query_error(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "InvalidParameterValueException" => "InvalidParameterValue;Sender",
+        "MissingRequiredParameterException" => "MissingParameter;Sender",
+        "InvalidParameterCombinationException" => "InvalidParameterCombination;Sender",
+        "InvalidNextToken" => "InvalidNextToken;Sender",
+        "InternalServiceFault" => "InternalServiceError;Receiver",
+        "InvalidAction" => "InvalidAction;Sender",
+        _ => return None,
+    })
 }
 
 impl std::fmt::Display for ApiError {

@@ -15,7 +15,7 @@ pub mod shape;
 pub mod target;
 
 pub use error::{ApiError, EcsError};
-pub use generated::{application_autoscaling, ecs, logs};
+pub use generated::{application_autoscaling, cloudwatch, ecs, logs};
 pub use target::{Service, Target};
 
 use serde::de::DeserializeOwned;
@@ -100,7 +100,7 @@ pub fn decode<T: DeserializeOwned + Validate>(
     }
     let max_string = match service {
         Service::Logs => MAX_LOGS_STRING_BYTES,
-        Service::Ecs | Service::ApplicationAutoScaling => MAX_STRING_BYTES,
+        Service::Ecs | Service::ApplicationAutoScaling | Service::CloudWatch => MAX_STRING_BYTES,
     };
     check_limits(body, max_string)?;
     let mut de = serde_json::Deserializer::from_slice(body);

@@ -1,7 +1,7 @@
 //! `X-Amz-Target` routing: which service and operation a request is for.
 
 use crate::ApiError;
-use crate::generated::{application_autoscaling, ecs, logs};
+use crate::generated::{application_autoscaling, cloudwatch, ecs, logs};
 
 /// The AWS services served on Berth's one port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -12,11 +12,19 @@ pub enum Service {
     Logs,
     /// Application Auto Scaling (`AnyScaleFrontendService`).
     ApplicationAutoScaling,
+    /// CloudWatch (`GraniteServiceVersion20100801`, AWS JSON 1.0 with query-compatible
+    /// errors: what botocore sends, preferring `json` over `smithy-rpc-v2-cbor`).
+    CloudWatch,
 }
 
 impl Service {
     /// Every service, in routing order.
-    pub const ALL: [Service; 3] = [Service::Ecs, Service::Logs, Service::ApplicationAutoScaling];
+    pub const ALL: [Service; 4] = [
+        Service::Ecs,
+        Service::Logs,
+        Service::ApplicationAutoScaling,
+        Service::CloudWatch,
+    ];
 
     /// The `X-Amz-Target` prefix.
     pub fn target_prefix(self) -> &'static str {
@@ -24,6 +32,7 @@ impl Service {
             Service::Ecs => ecs::TARGET_PREFIX,
             Service::Logs => logs::TARGET_PREFIX,
             Service::ApplicationAutoScaling => application_autoscaling::TARGET_PREFIX,
+            Service::CloudWatch => cloudwatch::TARGET_PREFIX,
         }
     }
 
@@ -33,6 +42,7 @@ impl Service {
             Service::Ecs => "ecs",
             Service::Logs => "logs",
             Service::ApplicationAutoScaling => "application-autoscaling",
+            Service::CloudWatch => "monitoring",
         }
     }
 
@@ -44,6 +54,15 @@ impl Service {
             Service::Ecs => ecs::OPERATIONS,
             Service::Logs => logs::OPERATIONS,
             Service::ApplicationAutoScaling => application_autoscaling::OPERATIONS,
+            Service::CloudWatch => cloudwatch::OPERATIONS,
+        }
+    }
+
+    /// The media type of requests and responses (`application/x-amz-json-1.0` or `-1.1`).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Service::CloudWatch => "application/x-amz-json-1.0",
+            _ => "application/x-amz-json-1.1",
         }
     }
 }
@@ -114,6 +133,9 @@ mod tests {
         assert_eq!(t.service, Service::Logs);
         let t = Target::parse(Some("AnyScaleFrontendService.DescribeScalableTargets")).unwrap();
         assert_eq!(t.service, Service::ApplicationAutoScaling);
+        let t = Target::parse(Some("GraniteServiceVersion20100801.GetMetricStatistics")).unwrap();
+        assert_eq!(t.service, Service::CloudWatch);
+        assert_eq!(t.service.signing_name(), "monitoring");
     }
 
     #[test]

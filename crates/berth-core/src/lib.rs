@@ -9,6 +9,7 @@
 
 pub mod agent_protocol;
 pub mod arn;
+pub mod cloudwatch;
 pub mod cluster;
 pub mod container_instance;
 pub mod ecs;

@@ -843,6 +843,178 @@ mod tests {
     }
 
     #[test]
+    fn usage_reports_become_service_and_cluster_samples() {
+        use crate::agent_protocol::TaskUsage;
+        use crate::state::{InstanceRecord, Reservation, TaskRecord};
+        use berth_api::ecs;
+        let mut p = Partition::default();
+        let resource = |name: &str, v: i32| ecs::Resource {
+            name: Some(name.into()),
+            integer_value: Some(v),
+            ..Default::default()
+        };
+        p.instances.insert(
+            "i1".into(),
+            InstanceRecord {
+                cluster: "default".into(),
+                instance: ecs::ContainerInstance {
+                    registered_resources: Some(vec![
+                        resource("CPU", 4096),
+                        resource("MEMORY", 8192),
+                    ]),
+                    ..Default::default()
+                },
+                token: String::new(),
+                runtime: "process".into(),
+                hostname: "h".into(),
+            },
+        );
+        let task = |id: &str, status: &str, group: &str, instance: &str| TaskRecord {
+            cluster: "default".into(),
+            task: ecs::Task {
+                task_arn: Some(format!(
+                    "arn:aws:ecs:us-east-1:000000000000:task/default/{id}"
+                )),
+                last_status: Some(status.into()),
+                group: Some(group.into()),
+                ..Default::default()
+            },
+            instance_id: Some(instance.into()),
+            client_token: None,
+            reservation: Reservation {
+                cpu: 256,
+                memory: 512,
+                ports: vec![],
+                counted: true,
+            },
+            stopped_at_ms: None,
+        };
+        p.tasks
+            .insert("a".into(), task("a", "RUNNING", "service:web", "i1"));
+        p.tasks
+            .insert("b".into(), task("b", "RUNNING", "family:job", "i1"));
+        p.tasks
+            .insert("c".into(), task("c", "PENDING", "service:web", "i1"));
+        p.tasks
+            .insert("d".into(), task("d", "RUNNING", "service:web", "i2"));
+        p.tasks
+            .insert("e".into(), task("e", "RUNNING", "service:gone", "i1"));
+        p.services.insert(
+            "default/web".into(),
+            crate::service::ServiceRecord {
+                cluster: "default".into(),
+                service: ecs::Service::default(),
+                meta: BTreeMap::new(),
+                last_completed: None,
+                steady: false,
+                throttled_event: false,
+                client_token: None,
+            },
+        );
+        let usage = |id: &str| TaskUsage {
+            task_arn: format!("arn:aws:ecs:us-east-1:000000000000:task/default/{id}"),
+            cpu_units: 128.0,
+            memory_mib: 64.0,
+        };
+        let report = UsageReport {
+            timestamp_ms: 5_000,
+            tasks: ["a", "b", "c", "d", "e", "zz"]
+                .into_iter()
+                .map(usage)
+                .collect(),
+        };
+        let samples = samples_of(&p, "i1", &report);
+        // One service sample (task a: RUNNING, on i1, of an existing service), one cluster.
+        assert_eq!(samples.len(), 2, "{samples:#?}");
+        let web = &samples[0];
+        assert_eq!(web.dimensions, Dimensions::service("default", "web"));
+        assert_eq!(web.entity, "a");
+        assert_eq!(
+            web.readings,
+            vec![
+                (
+                    EcsMetric::CpuUtilization,
+                    Reading {
+                        used: 128.0,
+                        capacity: 256.0
+                    }
+                ),
+                (
+                    EcsMetric::MemoryUtilization,
+                    Reading {
+                        used: 64.0,
+                        capacity: 512.0
+                    }
+                ),
+            ]
+        );
+        let cluster = &samples[1];
+        assert_eq!(cluster.dimensions, Dimensions::cluster("default"));
+        // Measured RUNNING tasks here: a, b, e; reserved by non-stopped tasks here: a, b, c, e.
+        let get = |m: EcsMetric| cluster.readings.iter().find(|(x, _)| *x == m).unwrap().1;
+        assert_eq!(
+            get(EcsMetric::CpuUtilization),
+            Reading {
+                used: 384.0,
+                capacity: 4096.0
+            }
+        );
+        assert_eq!(
+            get(EcsMetric::MemoryUtilization),
+            Reading {
+                used: 192.0,
+                capacity: 8192.0
+            }
+        );
+        assert_eq!(
+            get(EcsMetric::CpuReservation),
+            Reading {
+                used: 1024.0,
+                capacity: 4096.0
+            }
+        );
+        assert_eq!(
+            get(EcsMetric::MemoryReservation),
+            Reading {
+                used: 2048.0,
+                capacity: 8192.0
+            }
+        );
+        assert!(samples_of(&p, "nope", &report).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Average is a capacity-weighted mean of the entities' utilisations, so it lies
+        /// between Minimum and Maximum, and Sum / SampleCount gives it back; merging sets
+        /// keeps those laws.
+        #[test]
+        fn statistic_sets_are_consistent(
+            entities in proptest::collection::vec((0.0f64..5000.0, 1.0f64..4096.0), 1..20),
+            split in 0usize..20,
+        ) {
+            let es: Vec<EntityPeriod> = entities
+                .iter()
+                .map(|&(used, capacity)| EntityPeriod { used, capacity })
+                .collect();
+            let all = aggregate(&es).unwrap();
+            proptest::prop_assert!(all.minimum <= all.average() + 1e-9);
+            proptest::prop_assert!(all.average() <= all.maximum + 1e-9);
+            proptest::prop_assert_eq!(all.sample_count, es.len() as f64);
+            let split = split.min(es.len());
+            if split > 0 && split < es.len() {
+                let mut a = aggregate(&es[..split]).unwrap();
+                let b = aggregate(&es[split..]).unwrap();
+                a.merge(&b);
+                proptest::prop_assert_eq!(a.sample_count, all.sample_count);
+                proptest::prop_assert_eq!(a.minimum, all.minimum);
+                proptest::prop_assert_eq!(a.maximum, all.maximum);
+                proptest::prop_assert!(a.minimum <= a.average() + 1e-9);
+                proptest::prop_assert!(a.average() <= a.maximum + 1e-9);
+            }
+        }
+    }
+
+    #[test]
     fn metric_names_round_trip() {
         for m in EcsMetric::ALL {
             assert_eq!(EcsMetric::from_name(m.name()), Some(m));

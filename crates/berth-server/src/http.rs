@@ -121,6 +121,8 @@ async fn reset(State(shared): State<Arc<Shared>>) -> Response {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.world.reset();
+        let period_ms = shared.config.metrics_period_ms;
+        *shared.metrics_book() = berth_core::metrics::MetricsBook::new(period_ms);
         shared.commits.reset()
     };
     if wait.await.is_err() {
@@ -156,13 +158,33 @@ fn finish(mut resp: Response) -> Response {
 }
 
 async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
-    match handle(&shared, req).await {
+    // CloudWatch speaks AWS JSON 1.0 (and its errors carry the query protocol's code); the
+    // others 1.1. Decided from the header alone, before anything is verified, only to shape
+    // the answer.
+    let cloudwatch = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(berth_api::cloudwatch::TARGET_PREFIX));
+    let mut resp = match handle(&shared, req).await {
         Ok(body) => finish(Response::new(Body::from(body))),
         Err(e) => {
             tracing::debug!(code = e.code, message = %e.message, "request refused");
-            error_response(&e)
+            let mut resp = error_response(&e);
+            if cloudwatch && let Some(q) = berth_api::error::query_error(e.code) {
+                resp.headers_mut()
+                    .insert("x-amzn-query-error", HeaderValue::from_static(q));
+            }
+            resp
         }
+    };
+    if cloudwatch {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(Service::CloudWatch.content_type()),
+        );
     }
+    resp
 }
 
 async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError> {
@@ -188,6 +210,17 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
     caller.check_service(target.service)?;
     if target.service == Service::Logs {
         return crate::logs::api(shared, caller.partition, target.operation, body).await;
+    }
+    if target.service == Service::CloudWatch {
+        // Reads the metrics only: never under the world lock.
+        let book = shared.metrics_book();
+        let reader = berth_core::cloudwatch::Reader {
+            book: &book,
+            partition: &caller.partition,
+            now_ms: now_ms(),
+            token_key: &shared.token_key,
+        };
+        return berth_core::cloudwatch::handle(&reader, target.operation, &body);
     }
 
     let (result, wait) = {

@@ -5,6 +5,8 @@
 #[rustfmt::skip]
 pub mod application_autoscaling;
 #[rustfmt::skip]
+pub mod cloudwatch;
+#[rustfmt::skip]
 pub mod ecs;
 #[rustfmt::skip]
 pub mod logs;

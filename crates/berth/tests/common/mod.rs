@@ -652,6 +652,7 @@ pub fn signing_service(target: Option<&str>) -> &'static str {
     match target.and_then(|t| t.split('.').next()) {
         Some(LOGS_PREFIX) => "logs",
         Some("AnyScaleFrontendService") => "application-autoscaling",
+        Some("GraniteServiceVersion20100801") => "monitoring",
         _ => "ecs",
     }
 }
