@@ -181,7 +181,22 @@ impl Api {
 
     /// An ECS call, signed (SigV4) with the development pair as an SDK would sign it.
     pub(crate) async fn call(&self, op: &str, body: Value) -> Result<Value> {
-        let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
+        self.call_target(
+            &format!("AmazonEC2ContainerServiceV20141113.{op}"),
+            "ecs",
+            body,
+        )
+        .await
+    }
+
+    /// A signed call of any JSON target (`Logs_20140328.GetLogEvents`) of `service`.
+    pub(crate) async fn call_target(
+        &self,
+        target: &str,
+        service: &str,
+        body: Value,
+    ) -> Result<Value> {
+        let op = target.rsplit('.').next().unwrap_or(target);
         let content_type = "application/x-amz-json-1.1";
         let body = body.to_string();
         let host = self.endpoint.trim_start_matches("http://");
@@ -192,12 +207,12 @@ impl Api {
         )?;
         let signed = sigv4::sign(
             host,
-            &target,
+            target,
             content_type,
             body.as_bytes(),
             ("test", "test"),
             "us-east-1",
-            "ecs",
+            service,
             now,
         );
         let resp = self

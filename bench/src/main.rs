@@ -6,7 +6,7 @@
 //! ```text
 //! berth-bench <case> [--quick] [--out DIR] [size flags]
 //! cases: runtask jobs selfheal docker burst burst-docker frozen saturation rolling api
-//!        footprint all
+//!        footprint logs all
 //! ```
 //! The `berth` binary is taken from `BERTH_BIN` or next to this one (build it with
 //! `cargo build --release -p berth -p berth-bench`). See BENCHMARKS.md for each case's flags.
@@ -14,6 +14,7 @@
 mod berth;
 mod cases;
 mod cluster;
+mod logs;
 mod procs;
 mod report;
 mod sigv4;
@@ -62,7 +63,7 @@ impl Opts {
     }
 }
 
-const CASES: [&str; 11] = [
+const CASES: [&str; 12] = [
     "runtask",
     "jobs",
     "selfheal",
@@ -74,6 +75,7 @@ const CASES: [&str; 11] = [
     "rolling",
     "api",
     "footprint",
+    "logs",
 ];
 
 async fn run_case(case: &str, o: &Opts) -> Result<report::Report> {
@@ -89,6 +91,7 @@ async fn run_case(case: &str, o: &Opts) -> Result<report::Report> {
         "rolling" => cluster::rolling(o).await,
         "api" => cluster::api(o).await,
         "footprint" => cluster::footprint(o).await,
+        "logs" => logs::logs(o).await,
         other => anyhow::bail!("unknown case {other}"),
     }
 }
@@ -99,6 +102,9 @@ async fn main() -> Result<()> {
     let Some(case) = args.first().cloned() else {
         usage();
     };
+    if case == "__writer" {
+        return logs::writer_main(&args[1..]);
+    }
     if case == "__ref" {
         return procs::reference_main(args.get(1).map_or("{}", String::as_str));
     }

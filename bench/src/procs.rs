@@ -392,6 +392,26 @@ pub(crate) fn reference_main(spec: &str) -> Result<()> {
             samples = at;
             total_s = total;
         }
+        "file-write" => {
+            // `n` bytes of lines to a file in 64 KiB writes, one fdatasync per MiB.
+            let dir = std::env::temp_dir().join(format!("berth-bench-file-{}", std::process::id()));
+            let mut f = std::fs::File::create(&dir)?;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = n;
+            let mut since_sync = 0usize;
+            while left > 0 {
+                let k = left.min(chunk.len());
+                std::io::Write::write_all(&mut f, &chunk[..k])?;
+                left -= k;
+                since_sync += k;
+                if since_sync >= 1 << 20 || left == 0 {
+                    f.sync_data()?;
+                    since_sync = 0;
+                }
+            }
+            total_s = t0.elapsed().as_secs_f64();
+            let _ = std::fs::remove_file(&dir);
+        }
         other => bail!("unknown reference kind {other:?}"),
     }
     let me = getrusage(UsageWho::RUSAGE_SELF)?;
