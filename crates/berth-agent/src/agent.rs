@@ -441,11 +441,26 @@ pub struct HttpControlPlane {
 }
 
 impl HttpControlPlane {
-    /// A client for the server at `base` (e.g. `http://10.0.0.1:7400`).
-    pub fn new(base: &str) -> Result<HttpControlPlane, TransportError> {
-        let client = reqwest::Client::builder()
+    /// A client for the server at `base` (e.g. `http://10.0.0.1:7400`, or `https://...` for a
+    /// server with TLS, trusted through the public roots or `ca_pem`, a PEM bundle).
+    pub fn new(base: &str, ca_pem: Option<&[u8]>) -> Result<HttpControlPlane, TransportError> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_millis(SYNC_INTERVAL_MS * 5 + 10_000))
+            .use_rustls_tls();
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| TransportError::Network(format!("the CA bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(TransportError::Network(
+                    "the CA bundle holds no PEM certificate".into(),
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| TransportError::Network(e.to_string()))?;
         Ok(HttpControlPlane {

@@ -185,6 +185,7 @@ pub fn create(
     }
     let rec = ClusterRecord {
         cluster: new_cluster(ctx, &name, req),
+        agent_tokens: Vec::new(),
     };
     ctx.put(Kind::Cluster, &keys::cluster(&name), &rec);
     let all = [

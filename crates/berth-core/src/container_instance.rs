@@ -168,21 +168,42 @@ fn find_cluster_name(
 }
 
 /// Register an agent as a container instance (or re-register it as the instance it was).
+///
+/// The agent is let in when it rejoins with its own instance credential, when it presents a
+/// live registration token of the cluster ([`crate::agent_token`]), or when the server found
+/// its token to be the server-wide operator token (`server_token_ok`).
 pub fn register(
     p: &mut Partition,
     ctx: &mut Ctx<'_>,
     req: &RegisterRequest,
+    server_token_ok: bool,
 ) -> Result<(String, String), AgentError> {
-    let cluster_name = find_cluster_name(p, ctx, Some(&req.cluster))
-        .map_err(|_| AgentError::ClusterNotFound(req.cluster.clone()))?;
-    let previous = req.container_instance_arn.as_deref().and_then(|a| {
-        let id = arn::resource_id(&ctx.partition, "container-instance", &cluster_name, a)?;
+    let cluster_name = find_cluster_name(p, ctx, Some(&req.cluster));
+    let previous = cluster_name.as_ref().ok().and_then(|cluster_name| {
+        let a = req.container_instance_arn.as_deref()?;
+        let id = arn::resource_id(&ctx.partition, "container-instance", cluster_name, a)?;
         let rec = p.instances.get(id)?;
-        (rec.cluster == cluster_name
+        (rec.cluster == *cluster_name
             && rec.instance.status.as_deref() != Some("INACTIVE")
-            && Some(rec.token.as_str()) == req.instance_token.as_deref())
+            && req
+                .instance_token
+                .as_deref()
+                .is_some_and(|t| constant_time_eq(rec.token.as_bytes(), t.as_bytes())))
         .then(|| id.to_string())
     });
+    let admitted = server_token_ok
+        || previous.is_some()
+        || cluster_name
+            .as_ref()
+            .is_ok_and(|name| crate::agent_token::accepts(p, name, &req.token));
+    // A caller without a valid token learns nothing, not even whether the cluster exists.
+    if !admitted {
+        return Err(AgentError::Unauthorized(
+            "wrong agent registration token".into(),
+        ));
+    }
+    let cluster_name =
+        cluster_name.map_err(|_| AgentError::ClusterNotFound(req.cluster.clone()))?;
     let id = previous.clone().unwrap_or_else(|| ctx.new_id());
     let token = match &previous {
         Some(id) => p.instances[id].token.clone(),

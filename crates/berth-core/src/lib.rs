@@ -8,6 +8,7 @@
 //! answering. It knows nothing about HTTP, SQLite or containers.
 
 pub mod agent_protocol;
+pub mod agent_token;
 pub mod arn;
 pub mod cloudwatch;
 pub mod cluster;

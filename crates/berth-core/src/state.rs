@@ -186,6 +186,9 @@ impl<'a> Ctx<'a> {
 pub struct ClusterRecord {
     /// The cluster in ECS's shape (counts and statistics left empty).
     pub cluster: ecs::Cluster,
+    /// Agent registration tokens of this cluster (Berth's own; only their hashes are kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_tokens: Vec<crate::agent_token::AgentTokenRecord>,
 }
 
 /// One task definition revision as stored.

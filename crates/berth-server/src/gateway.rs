@@ -73,14 +73,10 @@ async fn register(shared: &Shared, req: RegisterRequest) -> Result<RegisterRespo
             req.protocol_version
         )));
     }
-    if !container_instance::constant_time_eq(
+    let server_token_ok = container_instance::constant_time_eq(
         req.token.as_bytes(),
         shared.config.agent_token.as_bytes(),
-    ) {
-        return Err(AgentError::Unauthorized(
-            "wrong agent registration token".into(),
-        ));
-    }
+    );
     let region = req
         .container_instance_arn
         .as_deref()
@@ -96,15 +92,16 @@ async fn register(shared: &Shared, req: RegisterRequest) -> Result<RegisterRespo
         let Inner { world, rng } = &mut *guard;
         let mut ctx = Ctx::new(now_ms(), key.clone(), "agent", rng);
         let p = world.partition(&key);
-        let result = container_instance::register(p, &mut ctx, &req).map(|(arn, token)| {
-            let id = arn::last_segment(&arn).to_string();
-            RegisterResponse {
-                container_instance_arn: arn,
-                instance_token: token,
-                desired: task::desired_state(p, &id),
-                usage_interval_ms: Some(shared.usage_interval_ms()),
-            }
-        });
+        let result =
+            container_instance::register(p, &mut ctx, &req, server_token_ok).map(|(arn, token)| {
+                let id = arn::last_segment(&arn).to_string();
+                RegisterResponse {
+                    container_instance_arn: arn,
+                    instance_token: token,
+                    desired: task::desired_state(p, &id),
+                    usage_interval_ms: Some(shared.usage_interval_ms()),
+                }
+            });
         let wait = if result.is_ok() {
             finish_ctx(shared, &mut ctx)
         } else {

@@ -3,7 +3,7 @@
 use crate::{Inner, Shared, limits, now_ms};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +22,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/_berth/agent/v1/logs/ensure-group",
             post(agent_ensure_log_group),
+        )
+        .route(
+            "/_berth/admin/v1/agent-tokens/{operation}",
+            post(admin_agent_tokens),
         );
     if shared.config.allow_reset {
         app = app.route("/_berth/reset", post(reset));
@@ -155,6 +159,96 @@ fn finish(mut resp: Response) -> Response {
         h.insert("x-amzn-requestid", v);
     }
     resp
+}
+
+/// `POST /_berth/admin/v1/agent-tokens/{create,rotate,revoke,list}`: a cluster's agent
+/// registration tokens (see `berth_core::agent_token`). Signed like the ECS API (service `ecs`)
+/// and answered in its JSON error shapes; body `{"cluster": "...", "tokenId": "..."}`.
+async fn admin_agent_tokens(
+    State(shared): State<Arc<Shared>>,
+    Path(operation): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    match admin_agent_tokens_inner(&shared, &operation, req).await {
+        Ok(body) => finish(Response::new(Body::from(body))),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn admin_agent_tokens_inner(
+    shared: &Shared,
+    operation: &str,
+    req: Request<Body>,
+) -> Result<Vec<u8>, ApiError> {
+    use berth_core::agent_token;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Input {
+        cluster: Option<String>,
+        token_id: Option<String>,
+    }
+    let (parts, body) = req.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, limits::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(limits::MAX_BODY_BYTES))?;
+    let caller = crate::auth::authenticate(&shared.config, &parts, &body)?;
+    caller.check_service(Service::Ecs)?;
+    let ecs = |e: berth_api::EcsError| ApiError::from(e);
+    let input: Input = if body.is_empty() {
+        Input {
+            cluster: None,
+            token_id: None,
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::from(berth_api::EcsError::InvalidParameter(format!(
+                "The request body is not valid: {e}"
+            )))
+        })?
+    };
+    let cluster = input.cluster.unwrap_or_else(|| "default".to_string());
+    let (result, wait) = {
+        let mut guard = shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Inner { world, rng } = &mut *guard;
+        let mut ctx = Ctx::new(now_ms(), caller.partition, &caller.principal, rng);
+        let p = world.partition(&ctx.partition.clone());
+        let result = match operation {
+            "create" => agent_token::create(p, &mut ctx, &cluster)
+                .map(|t| serde_json::json!({ "agentToken": t })),
+            "rotate" => agent_token::rotate(p, &mut ctx, &cluster)
+                .map(|t| serde_json::json!({ "agentToken": t })),
+            "revoke" => match input.token_id.as_deref() {
+                Some(id) => agent_token::revoke(p, &mut ctx, &cluster, id)
+                    .map(|t| serde_json::json!({ "agentToken": t })),
+                None => Err(berth_api::EcsError::InvalidParameter(
+                    "tokenId is required to revoke a token.".into(),
+                )),
+            },
+            "list" => agent_token::list(p, &ctx, &cluster)
+                .map(|t| serde_json::json!({ "agentTokens": t })),
+            other => Err(berth_api::EcsError::InvalidParameter(format!(
+                "Unknown agent-token operation {other}: use create, rotate, revoke or list."
+            ))),
+        }
+        .map_err(ecs);
+        let wait = if result.is_ok() {
+            crate::gateway::finish_ctx(shared, &mut ctx)
+        } else {
+            None
+        };
+        (result, wait)
+    };
+    if let Some(wait) = wait {
+        wait.await
+            .map_err(|_| ApiError::internal(Service::Ecs, "the store is shutting down"))?;
+    }
+    if let Ok(v) = &result {
+        tracing::info!(operation, cluster = %cluster, principal = %caller.principal, tokens = %v.get("agentToken").and_then(|t| t.get("tokenId")).map(ToString::to_string).unwrap_or_default(), "agent registration tokens changed or listed");
+    }
+    Ok(serde_json::to_vec(&result?).unwrap_or_default())
 }
 
 async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {

@@ -27,6 +27,50 @@ enum Command {
     Server(ServerArgs),
     /// Run an agent: join a cluster as a container instance and run its tasks here.
     Agent(AgentArgs),
+    /// Create, rotate, revoke or list a cluster's agent registration tokens.
+    ///
+    /// Talks to a running Berth, signed with the AWS credentials of the environment
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), as the aws CLI does. A new
+    /// token is printed once and never again: give it to `berth agent --token`.
+    AgentToken(AgentTokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct AgentTokenArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    action: TokenAction,
+    /// The cluster (name or ARN).
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// The token to revoke (its id, from `list` or `create`).
+    #[arg(long, required_if_eq("action", "revoke"))]
+    token_id: Option<String>,
+    /// Berth's endpoint.
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    endpoint_url: String,
+    /// Region to sign for.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
+    /// PEM bundle of CAs to trust for an https endpoint.
+    #[arg(long, env = "AWS_CA_BUNDLE", value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenAction {
+    /// A new token (printed once).
+    Create,
+    /// A new token, revoking every older one.
+    Rotate,
+    /// Revoke one token (--token-id); agents that joined with it keep running.
+    Revoke,
+    /// The cluster's tokens (without their secrets).
+    List,
 }
 
 #[derive(Args, Debug)]
@@ -37,6 +81,9 @@ struct AgentArgs {
     /// The agent registration token (printed by `berth server`, stored in its data directory).
     #[arg(long, env = "BERTH_AGENT_TOKEN")]
     token: String,
+    /// PEM bundle of CAs to trust when --server is https (default: the public roots).
+    #[arg(long, env = "BERTH_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// Cluster to join.
     #[arg(long, default_value = "default")]
     cluster: String,
@@ -296,7 +343,13 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir("berth-agent"));
-    let cp = berth_agent::agent::HttpControlPlane::new(&args.server)
+    let ca = match &args.ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let cp = berth_agent::agent::HttpControlPlane::new(&args.server, ca.as_deref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime =
         berth_agent::agent::open_runtime(args.runtime.choice(), &data_dir, args.docker.settings())
@@ -343,6 +396,7 @@ fn main() -> Result<()> {
             }
             Command::Server(args) => run(args.common, false, None).await,
             Command::Agent(args) => run_agent(args).await,
+            Command::AgentToken(args) => agent_token_command(args).await,
         }
     })
 }
@@ -551,6 +605,10 @@ fn print_banner(
             out,
             "  agents join with: berth agent --server {endpoint} --token {token} --cluster default"
         );
+        let _ = writeln!(
+            out,
+            "  (that token opens every cluster; `berth agent-token create --cluster C` makes one for a single cluster)"
+        );
     }
     if running.created_default_cluster {
         let _ = writeln!(out, "  created the 'default' cluster");
@@ -613,6 +671,106 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// `berth agent-token ...`: one signed call of the admin endpoint, its JSON answer printed.
+async fn agent_token_command(args: AgentTokenArgs) -> Result<()> {
+    use berth_server::sigv4::{SignedRequest, authorization_header, format_amz_date};
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(key_id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+    else {
+        anyhow::bail!(
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the lines `berth up` prints) to sign the request"
+        );
+    };
+    let region = env("AWS_REGION").unwrap_or(args.region);
+    let base = args.endpoint_url.trim_end_matches('/');
+    let url: reqwest::Url = format!(
+        "{base}/_berth/admin/v1/agent-tokens/{}",
+        match args.action {
+            TokenAction::Create => "create",
+            TokenAction::Rotate => "rotate",
+            TokenAction::Revoke => "revoke",
+            TokenAction::List => "list",
+        }
+    )
+    .parse()
+    .with_context(|| format!("{base} is not a URL"))?;
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => anyhow::bail!("{base} has no host"),
+    };
+    let mut body = serde_json::json!({ "cluster": args.cluster });
+    if let Some(id) = &args.token_id {
+        body["tokenId"] = serde_json::Value::String(id.clone());
+    }
+    let body = serde_json::to_vec(&body)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = format_amz_date(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+    let token = env("AWS_SESSION_TOKEN");
+    let mut headers: Vec<(&str, &[u8])> = vec![
+        ("Host", host.as_bytes()),
+        ("X-Amz-Date", stamp.as_bytes()),
+        ("Content-Type", b"application/json"),
+    ];
+    if let Some(t) = &token {
+        headers.push(("X-Amz-Security-Token", t.as_bytes()));
+    }
+    let signed = SignedRequest {
+        method: "POST",
+        path: url.path(),
+        query: "",
+        headers: &headers,
+        body: &body,
+    };
+    let authorization = authorization_header(&signed, &key_id, &secret, &region, "ecs", &stamp);
+    let mut client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(path) = &args.ca_bundle {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        for c in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} is not a PEM bundle", path.display()))?
+        {
+            client = client.add_root_certificate(c);
+        }
+    }
+    let mut request = client
+        .build()?
+        .post(url.clone())
+        .header("X-Amz-Date", &stamp)
+        .header("Content-Type", "application/json")
+        .header("Authorization", authorization);
+    if let Some(t) = &token {
+        request = request.header("X-Amz-Security-Token", t);
+    }
+    let resp = request
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("calling {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let value: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    if !status.is_success() {
+        let code = value
+            .get("__type")
+            .and_then(|v| v.as_str())
+            .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+            .unwrap_or_else(|| status.to_string());
+        let message = value
+            .get("message")
+            .or_else(|| value.get("Message"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        anyhow::bail!("An error occurred ({code}): {message}");
+    }
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ pub fn seeded_world(rng: &mut StdRng) -> World {
     .unwrap();
     let key = partition();
     let mut ctx = Ctx::new(NOW_MS, key.clone(), "agent", rng);
-    container_instance::register(world.partition(&key), &mut ctx, &req).unwrap();
+    container_instance::register(world.partition(&key), &mut ctx, &req, true).unwrap();
     world
 }
 
