@@ -30,6 +30,10 @@ pub struct DeploymentMeta {
     pub proven: bool,
     /// Created (epoch ms).
     pub created_at_ms: i64,
+    /// Started by the circuit breaker to roll back a failed deployment: if it fails too, the
+    /// service does not roll back again (no rollback loop).
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// A service as stored.
@@ -770,6 +774,11 @@ fn task_views(p: &Partition, rec: &ServiceRecord, now_ms: i64) -> Vec<TaskView> 
                 started_at_ms,
                 stopped_at_ms: t.stopped_at_ms,
                 failed,
+                seen_at_ms: t
+                    .instance_id
+                    .as_ref()
+                    .and_then(|i| p.liveness.get(i))
+                    .map(|l| l.last_seen_ms),
                 instance: t.instance_id.clone(),
                 lost: !t.is_stopped()
                     && t.instance_id.as_ref().is_some_and(|i| {
@@ -914,6 +923,7 @@ fn reconcile_one(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str) {
                 failed_tasks: meta.failed_tasks,
                 proven: meta.proven,
                 created_at_ms: meta.created_at_ms,
+                rollback: meta.rollback,
                 id,
             }
         })
@@ -1035,8 +1045,12 @@ fn apply(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str, actions: Vec<Action>, th
     let steady_now = {
         let rec = &p.services[k];
         let v = view(p, rec, false);
+        // Steady: one deployment, COMPLETED (a deployment still rolling out is not steady
+        // even when its task count happens to match), and every task up.
         rec.status() == "ACTIVE"
-            && v.deployments.as_ref().is_some_and(|d| d.len() == 1)
+            && v.deployments.as_ref().is_some_and(|d| {
+                d.len() == 1 && d[0].rollout_state == Some(DeploymentRolloutState::Completed)
+            })
             && v.running_count == v.desired_count
             && v.pending_count == Some(0)
     };
@@ -1061,17 +1075,19 @@ fn apply(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str, actions: Vec<Action>, th
         rec.steady = false;
         changed = true;
     }
-    // Don't repeat an identical placement complaint on every pass.
-    let last = rec
+    // Don't repeat the newest event on every pass (a placement complaint, a configuration
+    // that can neither start nor stop tasks): it would push everything else out of the 100.
+    let mut last = rec
         .service
         .events
         .as_ref()
         .and_then(|e| e.first())
         .and_then(|e| e.message.clone());
     for e in events {
-        if e.contains("was unable to place a task") && last.as_deref() == Some(e.as_str()) {
+        if last.as_deref() == Some(e.as_str()) {
             continue;
         }
+        last = Some(e.clone());
         push_event(rec, ctx, e);
         changed = true;
     }
@@ -1110,6 +1126,7 @@ fn roll_back(
         id,
         DeploymentMeta {
             created_at_ms: ctx.now_ms,
+            rollback: true,
             ..Default::default()
         },
     );

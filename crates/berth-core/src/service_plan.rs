@@ -44,6 +44,9 @@ pub struct TaskView {
     pub instance: Option<String>,
     /// Its instance's agent has stopped talking to the server: the task is presumed lost.
     pub lost: bool,
+    /// When its agent last reported (epoch ms): what the server knows of the task is true as
+    /// of then, not as of `now`. `None`: as of now.
+    pub seen_at_ms: Option<i64>,
 }
 
 /// One deployment as the planner sees it.
@@ -61,6 +64,8 @@ pub struct DeploymentView {
     pub proven: bool,
     /// Created (epoch ms).
     pub created_at_ms: i64,
+    /// Started by the circuit breaker to roll back a failed deployment.
+    pub rollback: bool,
 }
 
 /// A deployment's rollout state.
@@ -239,7 +244,7 @@ pub fn plan(
                     && t.healthy
                     && !t.stopped
                     && t.started_at_ms
-                        .is_some_and(|st| now_ms - st >= PROVEN_AFTER_MS)
+                        .is_some_and(|st| observed(t, now_ms) - st >= PROVEN_AFTER_MS)
             });
         let counted = if d.proven { d.failed_tasks } else { failed };
         if counted != d.failed_tasks || proven != d.proven {
@@ -260,7 +265,9 @@ pub fn plan(
                 "(service {}) (deployment {}) deployment failed: tasks failed to start.",
                 s.name, d.id
             )));
-            if s.rollback {
+            // A rollback that fails too is not rolled back again: the service would loop
+            // between two deployments that cannot work. It stays FAILED for the user to fix.
+            if s.rollback && !d.rollback {
                 out.push(Action::RollBack {
                     failed: d.id.clone(),
                 });
@@ -449,11 +456,18 @@ fn lifecycle(
     }
 }
 
-/// Whether a task has been RUNNING and healthy for [`HEALTHY_AFTER_MS`].
+/// Whether a task is known to have been RUNNING and healthy for [`HEALTHY_AFTER_MS`]: its
+/// agent said so at least that long after it started. A task on an agent that went quiet
+/// is not assumed to have kept running (it may have crashed unreported).
 fn settled(t: &TaskView, now_ms: i64) -> bool {
     t.healthy
         && t.started_at_ms
-            .is_some_and(|st| now_ms - st >= HEALTHY_AFTER_MS)
+            .is_some_and(|st| observed(t, now_ms) - st >= HEALTHY_AFTER_MS)
+}
+
+/// As of when the server's knowledge of the task holds.
+fn observed(t: &TaskView, now_ms: i64) -> i64 {
+    t.seen_at_ms.map_or(now_ms, |s| s.min(now_ms))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -540,6 +554,7 @@ mod tests {
             failed_tasks: 0,
             proven: false,
             created_at_ms: 0,
+            rollback: false,
         }
     }
 
@@ -557,6 +572,7 @@ mod tests {
             failed: false,
             instance: None,
             lost: false,
+            seen_at_ms: None,
         }
     }
 
@@ -812,6 +828,70 @@ mod tests {
             a.contains(&Action::RollBack {
                 failed: "d1".into()
             }),
+            "{a:?}"
+        );
+    }
+
+    /// A task whose agent has gone quiet is not assumed to have kept running: it neither
+    /// proves its deployment (which would switch the circuit breaker off) nor counts as
+    /// settled (found by the scheduler simulation: a crashing revision on a silent agent
+    /// looked healthy, and its deployment never failed).
+    #[test]
+    fn what_a_quiet_agent_did_not_say_is_not_assumed() {
+        let mut t = task("a", "d1", true);
+        t.started_at_ms = Some(0);
+        t.seen_at_ms = Some(1_000);
+        let later = PROVEN_AFTER_MS.max(HEALTHY_AFTER_MS) + 1_000;
+        let a = plan(&svc(1, 200, 100), &[dep("d1", true)], &[t.clone()], later);
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, Action::Breaker { proven: true, .. })
+                    || matches!(
+                        x,
+                        Action::Rollout {
+                            state: Rollout::Completed,
+                            ..
+                        }
+                    )),
+            "{a:?}"
+        );
+        // Once the agent reports after the task has run long enough, it counts.
+        t.seen_at_ms = Some(later);
+        let a = plan(&svc(1, 200, 100), &[dep("d1", true)], &[t], later);
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::Breaker { proven: true, .. })),
+            "{a:?}"
+        );
+    }
+
+    /// A rollback deployment that fails in turn is marked FAILED and not rolled back again
+    /// (found by the scheduler simulation: the last COMPLETED deployment had completed at
+    /// desiredCount 0 with a revision that crashes, and the service rolled back forever).
+    #[test]
+    fn a_failed_rollback_is_not_rolled_back_again() {
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let mut t = task(&format!("f{i}"), "rb", false);
+            t.stopped = true;
+            t.failed = true;
+            tasks.push(t);
+        }
+        let mut rb = dep("rb", true);
+        rb.rollback = true;
+        let a = plan(&svc(2, 200, 100), &[rb], &tasks, 0);
+        assert!(
+            a.iter().any(|x| matches!(
+                x,
+                Action::Rollout {
+                    state: Rollout::Failed,
+                    ..
+                }
+            )),
+            "{a:?}"
+        );
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::RollBack { .. })),
             "{a:?}"
         );
     }
