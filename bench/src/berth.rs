@@ -388,7 +388,8 @@ pub(crate) fn du(p: &Path) -> u64 {
 
 /// A simulated agent: registers as a container instance and answers every desired task at
 /// once (RUNNING for tasks to run, STOPPED for tasks to stop; with `exit_at_once`, STOPPED for
-/// every task, as if each exited at once) without starting anything.
+/// every task, as if each exited at once) without starting anything. It offers `resources`
+/// (CPU units, memory MiB).
 pub(crate) struct SimAgent {
     pub(crate) arn: String,
 }
@@ -398,13 +399,14 @@ impl SimAgent {
     pub(crate) async fn start(
         api: &Api,
         attributes: Value,
+        resources: (i32, i32),
         exit_at_once: bool,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<SimAgent> {
         let reg = json!({
             "protocol_version": 1, "cluster": "default", "region": null,
             "token": AGENT_TOKEN, "container_instance_arn": null, "instance_token": null,
-            "cpu_units": 1_000_000, "memory_mib": 100_000_000, "reserved_ports": [],
+            "cpu_units": resources.0, "memory_mib": resources.1, "reserved_ports": [],
             "attributes": attributes, "version_info": {}, "runtime": "process",
             "hostname": "sim",
         });

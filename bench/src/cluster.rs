@@ -18,6 +18,9 @@ fn ms_since(t: Instant) -> f64 {
 /// Berth's agent timeout (`AGENT_TIMEOUT_MS` in berth-core), for the reports.
 const AGENT_TIMEOUT_S: f64 = 6.0;
 
+/// Resources of a simulated agent that never runs out (CPU units, MiB).
+const BIG: (i32, i32) = (1_000_000, 100_000_000);
+
 /// Server plus two `berth agent` processes (process runtime); returns the instance ARNs in
 /// start order.
 async fn two_agents() -> Result<(berth::Daemon, Api, [berth::Daemon; 2], [String; 2])> {
@@ -59,7 +62,7 @@ async fn instance(api: &Api, arn: &str) -> Result<Value> {
         .context("instance not described")
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<()>
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -735,7 +738,7 @@ async fn load(
 }
 
 /// fdatasync()s per second of 4 KiB rewrites of one file in `dir` over `dur`.
-fn fsync_rate(dir: &std::path::Path, dur: Duration) -> Result<f64> {
+pub(crate) fn fsync_rate(dir: &std::path::Path, dur: Duration) -> Result<f64> {
     use std::io::{Seek, SeekFrom, Write};
     let path = dir.join("bench-fsync");
     let mut f = std::fs::OpenOptions::new()
@@ -780,7 +783,7 @@ pub(crate) async fn api(o: &Opts) -> Result<Report> {
     bapi.call("CreateCluster", json!({"clusterName": "default"}))
         .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sim = SimAgent::start(&bapi, json!([]), false, stop_rx).await?;
+    let sim = SimAgent::start(&bapi, json!([]), BIG, false, stop_rx).await?;
     if !bapi.wait_for_agents(1).await?.contains(&sim.arn) {
         bail!("the simulated agent is not listed");
     }
@@ -1035,7 +1038,7 @@ pub(crate) async fn footprint(o: &Opts) -> Result<Report> {
     api.call("CreateCluster", json!({"clusterName": "default"}))
         .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    SimAgent::start(&api, json!([]), true, stop_rx).await?;
+    SimAgent::start(&api, json!([]), BIG, true, stop_rx).await?;
     api.wait_for_agents(1).await?;
     api.register("bench-rec", &["true"]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -6,7 +6,7 @@
 //! ```text
 //! berth-bench <case> [--quick] [--out DIR] [size flags]
 //! cases: runtask jobs selfheal docker burst burst-docker frozen saturation rolling api
-//!        footprint logs all
+//!        footprint logs placement all
 //! ```
 //! The `berth` binary is taken from `BERTH_BIN` or next to this one (build it with
 //! `cargo build --release -p berth -p berth-bench`). See BENCHMARKS.md for each case's flags.
@@ -15,6 +15,7 @@ mod berth;
 mod cases;
 mod cluster;
 mod logs;
+mod placement;
 mod procs;
 mod report;
 mod sigv4;
@@ -63,7 +64,7 @@ impl Opts {
     }
 }
 
-const CASES: [&str; 12] = [
+const CASES: [&str; 13] = [
     "runtask",
     "jobs",
     "selfheal",
@@ -76,6 +77,7 @@ const CASES: [&str; 12] = [
     "api",
     "footprint",
     "logs",
+    "placement",
 ];
 
 async fn run_case(case: &str, o: &Opts) -> Result<report::Report> {
@@ -92,6 +94,7 @@ async fn run_case(case: &str, o: &Opts) -> Result<report::Report> {
         "api" => cluster::api(o).await,
         "footprint" => cluster::footprint(o).await,
         "logs" => logs::logs(o).await,
+        "placement" => placement::placement(o).await,
         other => anyhow::bail!("unknown case {other}"),
     }
 }
