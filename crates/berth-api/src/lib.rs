@@ -1,7 +1,8 @@
-//! The wire: AWS JSON 1.1 as the AWS CLI and SDKs speak it.
+//! The wire: AWS JSON 1.1 (1.0 for CloudWatch, and Smithy RPC v2 CBOR, see [`cbor`]) as the
+//! AWS CLI and SDKs speak it.
 //!
-//! This crate owns the request and response shapes of ECS, CloudWatch Logs and Application
-//! Auto Scaling (generated from botocore's service models, so field names and enum values are
+//! This crate owns the request and response shapes of ECS, CloudWatch Logs, Application
+//! Auto Scaling and CloudWatch (generated from botocore's service models, so field names and enum values are
 //! AWS's own), the validation AWS's front end applies before a handler sees a request, the
 //! `X-Amz-Target` routing table, and the single mapping from Berth's errors to AWS exception
 //! names and HTTP statuses.
@@ -9,6 +10,7 @@
 //! It knows nothing about HTTP servers, storage, clocks or containers: it turns bytes into
 //! typed requests and errors into bytes, and nothing else.
 
+pub mod cbor;
 pub mod error;
 pub mod generated;
 pub mod shape;

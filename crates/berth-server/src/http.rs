@@ -15,6 +15,10 @@ use std::sync::Arc;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let mut app = Router::new()
         .route("/", post(api))
+        .route(
+            "/service/{service}/operation/{operation}",
+            post(rpc_v2_cbor),
+        )
         .route("/healthz", get(healthz))
         .route("/_berth/agent/v1/register", post(agent_register))
         .route("/_berth/agent/v1/sync", post(agent_sync))
@@ -281,6 +285,95 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response 
     resp
 }
 
+/// A CloudWatch operation over the metrics (read under the metrics lock only, never the
+/// world's).
+fn cloudwatch(
+    shared: &Shared,
+    partition: &berth_core::PartitionKey,
+    operation: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let book = shared.metrics_book();
+    let reader = berth_core::cloudwatch::Reader {
+        book: &book,
+        partition,
+        now_ms: now_ms(),
+        token_key: &shared.token_key,
+    };
+    berth_core::cloudwatch::handle(&reader, operation, body)
+}
+
+/// Members of CloudWatch's answers that are timestamps (tagged in CBOR).
+const CLOUDWATCH_TIMESTAMPS: &[&str] = &["Timestamp", "Timestamps"];
+
+/// Smithy RPC v2 CBOR: `POST /service/<ServiceName>/operation/<Operation>` with
+/// `smithy-protocol: rpc-v2-cbor`, for CloudWatch (what newer AWS SDKs send; the CLI sends
+/// AWS JSON 1.0). The same operations over the same documents, in CBOR.
+async fn rpc_v2_cbor(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path((service, operation)): axum::extract::Path<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    let result = async {
+        let (parts, body) = req.into_parts();
+        let body: Bytes = axum::body::to_bytes(body, limits::MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::too_large(limits::MAX_BODY_BYTES))?;
+        let caller = crate::auth::authenticate(&shared.config, &parts, &body)?;
+        let protocol = parts
+            .headers
+            .get("smithy-protocol")
+            .and_then(|v| v.to_str().ok());
+        if protocol != Some("rpc-v2-cbor") {
+            return Err(ApiError::client(
+                "UnknownOperationException",
+                "Expected the header smithy-protocol: rpc-v2-cbor.",
+            ));
+        }
+        let target = Target::parse(Some(&format!("{service}.{operation}")))?;
+        if target.service != Service::CloudWatch {
+            return Err(ApiError::unknown_operation(format!(
+                "Berth serves the RPC v2 CBOR protocol for {} only.",
+                berth_api::cloudwatch::TARGET_PREFIX
+            )));
+        }
+        caller.check_service(target.service)?;
+        let json = berth_api::cbor::to_json(&body)?;
+        let json = serde_json::to_vec(&json).unwrap_or_default();
+        let out = cloudwatch(&shared, &caller.partition, target.operation, &json)?;
+        let out: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        Ok(berth_api::cbor::from_json(&out, CLOUDWATCH_TIMESTAMPS))
+    }
+    .await;
+    let (status, body, query_error) = match result {
+        Ok(body) => (StatusCode::OK, body, None),
+        Err(e) => {
+            tracing::debug!(code = e.code, message = %e.message, "request refused");
+            let doc = serde_json::json!({"__type": e.code, "message": e.message});
+            (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                berth_api::cbor::from_json(&doc, &[]),
+                berth_api::error::query_error(e.code),
+            )
+        }
+    };
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/cbor"),
+    );
+    h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    if let Some(q) = query_error {
+        h.insert("x-amzn-query-error", HeaderValue::from_static(q));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id()) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
 async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError> {
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -306,15 +399,7 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
         return crate::logs::api(shared, caller.partition, target.operation, body).await;
     }
     if target.service == Service::CloudWatch {
-        // Reads the metrics only: never under the world lock.
-        let book = shared.metrics_book();
-        let reader = berth_core::cloudwatch::Reader {
-            book: &book,
-            partition: &caller.partition,
-            now_ms: now_ms(),
-            token_key: &shared.token_key,
-        };
-        return berth_core::cloudwatch::handle(&reader, target.operation, &body);
+        return cloudwatch(shared, &caller.partition, target.operation, &body);
     }
 
     let (result, wait) = {

@@ -245,6 +245,59 @@ fn kill_group_of(pid: u32) {
         .status();
 }
 
+/// A member of a CBOR map.
+fn member<'a>(v: &'a ciborium::Value, key: &str) -> Option<&'a ciborium::Value> {
+    v.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(key))
+        .map(|(_, v)| v)
+}
+
+/// A Smithy RPC v2 CBOR call of a CloudWatch operation.
+fn cbor_call(b: &Berth, operation: &str, body: &ciborium::Value) -> common::HttpResponse {
+    let mut bytes = Vec::new();
+    ciborium::ser::into_writer(body, &mut bytes).unwrap();
+    b.signed_path(
+        "us-east-1",
+        &format!("/service/GraniteServiceVersion20100801/operation/{operation}"),
+        "monitoring",
+        &[
+            ("smithy-protocol", "rpc-v2-cbor"),
+            ("Content-Type", "application/cbor"),
+            ("Accept", "application/cbor"),
+        ],
+        &bytes,
+    )
+}
+
+/// A GetMetricStatistics request in CBOR (timestamps tagged 1, as Smithy sends them).
+fn cbor_statistics(service: &str, start: i64, end: i64, statistics: &[&str]) -> ciborium::Value {
+    use ciborium::Value as C;
+    let text = |s: &str| C::Text(s.to_string());
+    let dim = |n: &str, v: &str| C::Map(vec![(text("Name"), text(n)), (text("Value"), text(v))]);
+    C::Map(vec![
+        (text("Namespace"), text("AWS/ECS")),
+        (text("MetricName"), text("CPUUtilization")),
+        (
+            text("Dimensions"),
+            C::Array(vec![
+                dim("ClusterName", "default"),
+                dim("ServiceName", service),
+            ]),
+        ),
+        (
+            text("StartTime"),
+            C::Tag(1, Box::new(C::Integer(start.into()))),
+        ),
+        (text("EndTime"), C::Tag(1, Box::new(C::Integer(end.into())))),
+        (text("Period"), C::Integer(PERIOD.into())),
+        (
+            text("Statistics"),
+            C::Array(statistics.iter().map(|s| text(s)).collect()),
+        ),
+    ])
+}
+
 fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
@@ -387,6 +440,33 @@ fn busy_and_idle_services_show_their_cpu_and_memory() {
         .map(Value::to_string)
         .collect();
     assert!(ts.windows(2).all(|w| w[0] > w[1]), "descending: {ts:?}");
+
+    // The same numbers through Smithy RPC v2 CBOR, as newer AWS SDKs ask for them.
+    let resp = cbor_call(
+        &fx.berth,
+        "GetMetricStatistics",
+        &cbor_statistics("burner", now - 60, now + 1, &["Maximum"]),
+    );
+    assert_eq!(resp.status, 200, "{:?}", resp.text());
+    assert_eq!(resp.header("smithy-protocol"), Some("rpc-v2-cbor"));
+    assert_eq!(resp.header("content-type"), Some("application/cbor"));
+    let v: ciborium::Value = ciborium::de::from_reader(&resp.body[..]).unwrap();
+    let points = member(&v, "Datapoints").and_then(|d| d.as_array()).unwrap();
+    assert!(!points.is_empty(), "{v:?}");
+    for p in points {
+        let ts = member(p, "Timestamp").unwrap();
+        assert!(
+            matches!(ts, ciborium::Value::Tag(1, _)),
+            "timestamps are tag 1: {ts:?}"
+        );
+        assert!(member(p, "Average").is_none());
+    }
+    assert!(
+        points.iter().any(|p| member(p, "Maximum")
+            .and_then(|m| m.as_float())
+            .is_some_and(|m| m > 25.0)),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -522,6 +602,45 @@ fn cloudwatch_errors_are_cloudwatchs() {
             || v["message"].as_str().unwrap().contains("Namespace"),
         "{v}"
     );
+    // The same refusal in CBOR (Smithy RPC v2): `__type` in a CBOR map, the query code in
+    // the header.
+    let resp = cbor_call(
+        &b,
+        "GetMetricStatistics",
+        &cbor_statistics("web", now, now - 600, &["Average"]),
+    );
+    assert_eq!(resp.status, 400);
+    assert_eq!(
+        resp.header("x-amzn-query-error"),
+        Some("InvalidParameterValue;Sender")
+    );
+    let v: ciborium::Value = ciborium::de::from_reader(&resp.body[..]).unwrap();
+    assert_eq!(
+        member(&v, "__type").and_then(|t| t.as_text()),
+        Some("InvalidParameterValueException")
+    );
+    // Not CBOR at all, or without the protocol header.
+    let resp = b.signed_path(
+        "us-east-1",
+        "/service/GraniteServiceVersion20100801/operation/ListMetrics",
+        "monitoring",
+        &[("smithy-protocol", "rpc-v2-cbor")],
+        b"{not cbor",
+    );
+    assert_eq!(resp.status, 400);
+    let v: ciborium::Value = ciborium::de::from_reader(&resp.body[..]).unwrap();
+    assert_eq!(
+        member(&v, "__type").and_then(|t| t.as_text()),
+        Some("SerializationException")
+    );
+    let resp = b.signed_path(
+        "us-east-1",
+        "/service/GraniteServiceVersion20100801/operation/ListMetrics",
+        "monitoring",
+        &[],
+        b"",
+    );
+    assert_eq!(resp.status, 400);
     // Operations Berth does not serve.
     b.aws(&[
         "cloudwatch",

@@ -386,6 +386,24 @@ impl Berth {
         self.http("POST", "/", &refs, body)
     }
 
+    /// A `POST path` with `headers` and `body`, signed (SigV4, test/test) for `region` and
+    /// the service whose signing name is `service`.
+    pub fn signed_path(
+        &self,
+        region: &str,
+        path: &str,
+        service: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
+        let signed = sign_path(self.addr, region, path, service, headers, body);
+        let refs: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.http("POST", path, &refs, body)
+    }
+
     /// A signed call of `target` (`Prefix.Operation`) in `region`: (status, JSON body).
     pub fn call(&self, region: &str, target: &str, body: &Value) -> (u16, Value) {
         let body = serde_json::to_vec(body).unwrap_or_else(|e| panic!("{e}"));
@@ -666,31 +684,36 @@ pub fn sign(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Vec<(String, String)> {
-    use berth_server::sigv4::{SignedRequest, authorization_header, format_amz_date};
-    let stamp = format_amz_date(now_secs().floor() as i64);
-    let host = addr.to_string();
     let target = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
         .map(|(_, v)| *v);
+    sign_path(addr, region, "/", signing_service(target), headers, body)
+}
+
+/// [`sign`] for a `POST` to `path`, for the service whose signing name is `service`.
+pub fn sign_path(
+    addr: SocketAddr,
+    region: &str,
+    path: &str,
+    service: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<(String, String)> {
+    use berth_server::sigv4::{SignedRequest, authorization_header, format_amz_date};
+    let stamp = format_amz_date(now_secs().floor() as i64);
+    let host = addr.to_string();
     let mut to_sign: Vec<(&str, &[u8])> =
         vec![("Host", host.as_bytes()), ("X-Amz-Date", stamp.as_bytes())];
     to_sign.extend(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
     let req = SignedRequest {
         method: "POST",
-        path: "/",
+        path,
         query: "",
         headers: &to_sign,
         body,
     };
-    let authz = authorization_header(
-        &req,
-        DEV_KEY.0,
-        DEV_KEY.1,
-        region,
-        signing_service(target),
-        &stamp,
-    );
+    let authz = authorization_header(&req, DEV_KEY.0, DEV_KEY.1, region, service, &stamp);
     let mut out: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
