@@ -231,6 +231,69 @@ impl From<EcsError> for ApiError {
     }
 }
 
+/// Application Auto Scaling's exceptions (`AnyScaleFrontendService`), as its model names them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AutoScalingError {
+    /// Bad input, or a reference to something that cannot be scaled (`ValidationException`).
+    #[error("{0}")]
+    Validation(String),
+    /// The named target, policy or scheduled action does not exist (`ObjectNotFoundException`).
+    #[error("{0}")]
+    ObjectNotFound(String),
+    /// A tagged resource does not exist (`ResourceNotFoundException`).
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// A paging token that this server did not issue for this request
+    /// (`InvalidNextTokenException`).
+    #[error("{0}")]
+    InvalidNextToken(String),
+    /// A quota was reached (`LimitExceededException`).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// Too many tags on one resource (`TooManyTagsException`).
+    #[error("{0}")]
+    TooManyTags(String),
+    /// Internal fault (`InternalServiceException`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AutoScalingError {
+    /// The exception name.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AutoScalingError::Validation(_) => "ValidationException",
+            AutoScalingError::ObjectNotFound(_) => "ObjectNotFoundException",
+            AutoScalingError::ResourceNotFound(_) => "ResourceNotFoundException",
+            AutoScalingError::InvalidNextToken(_) => "InvalidNextTokenException",
+            AutoScalingError::LimitExceeded(_) => "LimitExceededException",
+            AutoScalingError::TooManyTags(_) => "TooManyTagsException",
+            AutoScalingError::Internal(_) => "InternalServiceException",
+        }
+    }
+
+    /// Shorthand for `Validation`.
+    pub fn validation(message: impl Into<String>) -> AutoScalingError {
+        AutoScalingError::Validation(message.into())
+    }
+}
+
+impl From<AutoScalingError> for ApiError {
+    fn from(e: AutoScalingError) -> ApiError {
+        let status = if matches!(e, AutoScalingError::Internal(_)) {
+            500
+        } else {
+            400
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            extra: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ pub mod generated;
 pub mod shape;
 pub mod target;
 
-pub use error::{ApiError, EcsError};
+pub use error::{ApiError, AutoScalingError, EcsError};
 pub use generated::{application_autoscaling, cloudwatch, ecs, logs};
 pub use target::{Service, Target};
 

@@ -10,6 +10,7 @@
 pub mod agent_protocol;
 pub mod agent_token;
 pub mod arn;
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod cluster;
 pub mod container_instance;

@@ -1279,3 +1279,13 @@ fn launch(
 pub fn map_key(rec: &ServiceRecord) -> String {
     key(&rec.cluster, rec.name())
 }
+
+/// Record an event on a service, in its event list as ECS shows it (e.g. Application Auto
+/// Scaling changing its desiredCount), and save the service.
+pub fn add_event(p: &mut Partition, ctx: &mut Ctx<'_>, cluster: &str, name: &str, message: String) {
+    let k = key(cluster, name);
+    if let Some(rec) = p.services.get_mut(&k) {
+        push_event(rec, ctx, message);
+        save(p, ctx, &k);
+    }
+}

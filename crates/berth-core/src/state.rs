@@ -38,16 +38,23 @@ pub enum Kind {
     Task,
     /// A service (`service::ServiceRecord`).
     Service,
+    /// An Application Auto Scaling scalable target with its policies and scheduled actions
+    /// (`autoscaling::ScalableTargetRecord`).
+    ScalableTarget,
+    /// An Application Auto Scaling scaling activity (`autoscaling::ActivityRecord`).
+    ScalingActivity,
 }
 
 impl Kind {
     /// Every kind, in load order (a kind may refer to kinds before it).
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Cluster,
         Kind::TaskDefinition,
         Kind::ContainerInstance,
         Kind::Task,
         Kind::Service,
+        Kind::ScalableTarget,
+        Kind::ScalingActivity,
     ];
 
     /// Stable name used as the table/record type in every store.
@@ -58,6 +65,8 @@ impl Kind {
             Kind::ContainerInstance => "container_instance",
             Kind::Task => "task",
             Kind::Service => "service",
+            Kind::ScalableTarget => "scalable_target",
+            Kind::ScalingActivity => "scaling_activity",
         }
     }
 
@@ -293,6 +302,8 @@ pub struct Partition {
     pub liveness: BTreeMap<String, Liveness>,
     /// Services by `cluster/name`.
     pub services: BTreeMap<String, crate::service::ServiceRecord>,
+    /// Application Auto Scaling's targets and activities.
+    pub autoscaling: crate::autoscaling::AutoScaling,
 }
 
 /// Everything Berth knows.
@@ -363,6 +374,20 @@ impl World {
                     let rec: crate::service::ServiceRecord =
                         serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
                     p.services.insert(crate::service::map_key(&rec), rec);
+                }
+                Kind::ScalableTarget => {
+                    let rec: crate::autoscaling::ScalableTargetRecord =
+                        serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
+                    p.autoscaling
+                        .targets
+                        .insert(crate::autoscaling::key_of(&rec), rec);
+                }
+                Kind::ScalingActivity => {
+                    let rec: crate::autoscaling::ActivityRecord =
+                        serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
+                    p.autoscaling
+                        .activities
+                        .insert(crate::autoscaling::activity_key_of(&rec), rec);
                 }
                 Kind::Task => {
                     let rec: TaskRecord =

@@ -412,6 +412,9 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
             .with_token_key(shared.token_key.clone());
         let result = match target.service {
             Service::Ecs => berth_core::ecs::handle(world, &mut ctx, target.operation, &body),
+            Service::ApplicationAutoScaling => {
+                berth_core::autoscaling::handle(world, &mut ctx, target.operation, &body)
+            }
             other => Err(ApiError::not_implemented(other, target.operation)),
         };
         let wait = if result.is_ok() {

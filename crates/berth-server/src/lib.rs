@@ -7,6 +7,7 @@
 //! the commit pipeline (group commit on one writer thread), the clock and shutdown.
 
 mod auth;
+mod autoscaling;
 mod commit;
 pub mod credentials;
 mod data_dir;
@@ -19,6 +20,7 @@ pub mod sigv4;
 mod tls;
 
 pub use auth::Auth;
+pub use autoscaling::AutoScalingConfig;
 pub use data_dir::DataDir;
 pub use gateway::Gateway;
 pub use logs::LogsConfig;
@@ -65,6 +67,8 @@ pub struct Config {
     pub auth: Auth,
     /// Serve the API over TLS with this certificate and key (plain HTTP when `None`).
     pub tls: Option<TlsFiles>,
+    /// The Application Auto Scaling controller.
+    pub autoscaling: AutoScalingConfig,
 }
 
 /// Why the server could not start.
@@ -221,6 +225,7 @@ impl Running {
         let log_sweeper = tokio::spawn(logs::sweep(self.shared.clone()));
         let scheduler = tokio::spawn(schedule_services(self.shared.clone()));
         let metrics_sealer = tokio::spawn(metrics::seal(self.shared.clone()));
+        let autoscaler = tokio::spawn(autoscaling::run(self.shared.clone()));
         let result = match self.tls {
             Some(acceptor) => {
                 let listener = tls::TlsListener::new(self.listener, acceptor)?;
@@ -238,6 +243,7 @@ impl Running {
         log_sweeper.abort();
         scheduler.abort();
         metrics_sealer.abort();
+        autoscaler.abort();
         self.shared.commits.close();
         self.shared.logs.close();
         result

@@ -30,7 +30,6 @@ impl Shared {
     /// metrics period (`--metrics-period-secs`), for the periods that start at or after
     /// `since_ms` and have ended by `now_ms`, oldest first. Periods in which no task was
     /// measured have no point.
-    #[allow(dead_code)] // The auto scaler's input (issue 8); the CloudWatch API reads the book too.
     pub(crate) fn service_metric(
         &self,
         key: &PartitionKey,

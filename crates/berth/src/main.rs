@@ -209,6 +209,9 @@ struct CommonArgs {
     /// Seconds between sweeps that enforce log retention policies and free deleted streams.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     logs_sweep_interval_secs: u64,
+    /// Milliseconds between passes of the auto scaler (scheduled actions, target tracking).
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    autoscaling_interval_ms: u64,
     /// The keys Berth accepts, in the AWS shared-credentials format: `[name]` sections with
     /// aws_access_key_id, aws_secret_access_key, optional aws_session_token and account_id.
     /// Every API request must then be signed (SigV4) with one of them.
@@ -468,6 +471,9 @@ async fn run(common: CommonArgs, all_in_one: bool, local: Option<LocalAgent>) ->
         },
         auth: auth.clone(),
         tls,
+        autoscaling: berth_server::AutoScalingConfig {
+            interval_ms: common.autoscaling_interval_ms,
+        },
     };
     let running = berth_server::start(config).await?;
     let endpoint = format!("{}://{}", running.scheme(), running.local_addr);

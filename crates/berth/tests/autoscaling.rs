@@ -1,0 +1,458 @@
+#![allow(clippy::unwrap_used)]
+//! End-to-end tests of Application Auto Scaling for ECS services, driven with the real `aws`
+//! CLI (`aws application-autoscaling ...`) against `berth up --runtime process`, with the
+//! auto scaler running every 300 ms (`--autoscaling-interval-ms`).
+//!
+//! Every service process carries a marker unique to the test in its argv and is killed when
+//! the test ends, pass or fail.
+
+mod common;
+
+use common::{AwsResultExt, Berth, Options};
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Fixture {
+    berth: Berth,
+    marker: String,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let berth = Berth::start_with(Options {
+            args: [
+                "--runtime",
+                "process",
+                "--agent-cpu",
+                "4096",
+                "--agent-memory",
+                "8192",
+                "--autoscaling-interval-ms",
+                "300",
+            ]
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+            ..Options::default()
+        });
+        Fixture {
+            berth,
+            marker: format!("berth-autoscaling-test-{:016x}", rand::random::<u64>()),
+        }
+    }
+
+    fn b(&self) -> &Berth {
+        &self.berth
+    }
+
+    fn aas(&self, args: &[&str]) -> common::AwsResult {
+        let mut all = vec!["application-autoscaling"];
+        all.extend_from_slice(args);
+        self.berth.aws(&all)
+    }
+
+    /// A service `name` of `desired` long-running tasks.
+    fn service(&self, name: &str, desired: i64) {
+        let td = json!({
+            "family": name,
+            "requiresCompatibilities": ["EC2"],
+            "networkMode": "bridge",
+            "containerDefinitions": [{
+                "name": "app",
+                "image": "public.ecr.aws/docker/library/busybox:latest",
+                "essential": true,
+                "cpu": 256,
+                "memory": 64,
+                "command": ["sh", "-c", "while :; do sleep 1; done", &self.marker],
+            }],
+        });
+        self.berth.register(&td).json();
+        self.berth
+            .aws(&[
+                "ecs",
+                "create-service",
+                "--service-name",
+                name,
+                "--task-definition",
+                name,
+                "--desired-count",
+                &desired.to_string(),
+                "--launch-type",
+                "EC2",
+            ])
+            .json();
+    }
+
+    fn desired(&self, name: &str) -> i64 {
+        let v = self
+            .b()
+            .ecs_ok("DescribeServices", &json!({"services": [name]}));
+        v["services"][0]["desiredCount"].as_i64().unwrap()
+    }
+
+    fn running(&self, name: &str) -> i64 {
+        let v = self
+            .b()
+            .ecs_ok("DescribeServices", &json!({"services": [name]}));
+        v["services"][0]["runningCount"].as_i64().unwrap()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.berth.pid().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(50));
+        // Twice: a runner may start a container between the scan and the kill.
+        for _ in 0..2 {
+            for pid in pids_with(&self.marker) {
+                kill_group_of(pid);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Pids of live processes whose argv contains `marker` (the aws CLI's excepted).
+fn pids_with(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) && !cmdline.contains("ecs ") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// SIGKILL the process group `pid` leads (task processes lead their own), else `pid`.
+fn kill_group_of(pid: u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let pgid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+        .and_then(|g| g.parse::<u32>().ok());
+    let target = if pgid == Some(pid) {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    };
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &target])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const TARGET: [&str; 6] = [
+    "--service-namespace",
+    "ecs",
+    "--scalable-dimension",
+    "ecs:service:DesiredCount",
+    "--resource-id",
+    "service/default/web",
+];
+
+fn with_target<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = args.to_vec();
+    v.extend_from_slice(&TARGET);
+    v
+}
+
+fn activities(fx: &Fixture) -> Vec<Value> {
+    fx.aas(&with_target(&["describe-scaling-activities"]))
+        .json()["ScalingActivities"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn targets_policies_and_scheduled_actions_with_the_cli_and_across_a_crash() {
+    let mut fx = Fixture::start();
+    fx.service("web", 1);
+
+    // Register: desiredCount 1 is raised to the minimum, as AWS does.
+    let r = fx
+        .aas(&with_target(&[
+            "register-scalable-target",
+            "--min-capacity",
+            "2",
+            "--max-capacity",
+            "5",
+        ]))
+        .json();
+    let arn = r["ScalableTargetARN"].as_str().unwrap().to_string();
+    assert!(arn.contains(":scalable-target/"), "{arn}");
+    assert_eq!(fx.desired("web"), 2);
+    let acts = activities(&fx);
+    assert_eq!(acts[0]["Description"], "Setting desired count to 2.");
+    assert_eq!(acts[0]["Cause"], "minimum capacity was set to 2");
+    assert_eq!(acts[0]["StatusCode"], "Successful");
+    let svc = fx
+        .b()
+        .aws(&["ecs", "describe-services", "--services", "web"])
+        .json();
+    let events = svc["services"][0]["events"].to_string();
+    assert!(
+        events.contains("desired count set to 2 by Application Auto Scaling"),
+        "{events}"
+    );
+
+    let t = fx
+        .aas(&["describe-scalable-targets", "--service-namespace", "ecs"])
+        .json();
+    let t = &t["ScalableTargets"][0];
+    assert_eq!(
+        (t["MinCapacity"].as_i64(), t["MaxCapacity"].as_i64()),
+        (Some(2), Some(5))
+    );
+    assert_eq!(t["ResourceId"], "service/default/web");
+    assert_eq!(t["SuspendedState"]["DynamicScalingOutSuspended"], false);
+
+    // A target tracking policy on CPU.
+    let p = fx
+        .aas(&with_target(&[
+            "put-scaling-policy",
+            "--policy-name",
+            "cpu50",
+            "--policy-type",
+            "TargetTrackingScaling",
+            "--target-tracking-scaling-policy-configuration",
+            r#"{"TargetValue": 50.0, "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}, "ScaleOutCooldown": 10, "ScaleInCooldown": 10}"#,
+        ]))
+        .json();
+    assert!(
+        p["PolicyARN"]
+            .as_str()
+            .unwrap()
+            .ends_with(":resource/ecs/service/default/web:policyName/cpu50")
+    );
+    assert_eq!(p["Alarms"].as_array().unwrap().len(), 2);
+
+    // A scheduled action on a cron in a time zone.
+    fx.aas(&with_target(&[
+        "put-scheduled-action",
+        "--scheduled-action-name",
+        "weeknights",
+        "--schedule",
+        "cron(0 22 ? * MON-FRI *)",
+        "--timezone",
+        "Europe/Paris",
+        "--scalable-target-action",
+        "MinCapacity=2,MaxCapacity=3",
+    ]))
+    .json();
+
+    // Everything survives kill -9.
+    fx.berth.restart();
+    let t = fx
+        .aas(&["describe-scalable-targets", "--service-namespace", "ecs"])
+        .json();
+    assert_eq!(t["ScalableTargets"][0]["ScalableTargetARN"], arn.as_str());
+    let p = fx
+        .aas(&["describe-scaling-policies", "--service-namespace", "ecs"])
+        .json();
+    let p = &p["ScalingPolicies"][0];
+    assert_eq!(p["PolicyName"], "cpu50");
+    assert_eq!(
+        p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"],
+        50.0
+    );
+    let s = fx
+        .aas(&["describe-scheduled-actions", "--service-namespace", "ecs"])
+        .json();
+    let s = &s["ScheduledActions"][0];
+    assert_eq!(s["Schedule"], "cron(0 22 ? * MON-FRI *)");
+    assert_eq!(s["Timezone"], "Europe/Paris");
+    assert_eq!(s["ScalableTargetAction"]["MaxCapacity"], 3);
+    assert_eq!(activities(&fx)[0]["Cause"], "minimum capacity was set to 2");
+
+    // Bad input: AWS's errors, nothing changed.
+    fx.aas(&[
+        "register-scalable-target",
+        "--service-namespace",
+        "ecs",
+        "--scalable-dimension",
+        "ecs:service:DesiredCount",
+        "--resource-id",
+        "service/default/nope",
+        "--min-capacity",
+        "1",
+        "--max-capacity",
+        "2",
+    ])
+    .fails_with(
+        "ValidationException",
+        "ECS service doesn't exist: service/default/nope",
+    );
+    fx.aas(&with_target(&[
+        "register-scalable-target",
+        "--min-capacity",
+        "4",
+        "--max-capacity",
+        "3",
+    ]))
+    .fails_with(
+        "ValidationException",
+        "Minimum capacity cannot be greater than maximum capacity",
+    );
+    fx.aas(&with_target(&[
+        "put-scaling-policy",
+        "--policy-name",
+        "bad",
+        "--policy-type",
+        "TargetTrackingScaling",
+        "--target-tracking-scaling-policy-configuration",
+        r#"{"TargetValue": 50.0, "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageDiskUtilization"}}"#,
+    ]))
+    .fails_with("ValidationException", "Member must satisfy enum value set");
+    fx.aas(&with_target(&[
+        "put-scaling-policy",
+        "--policy-name",
+        "bad",
+        "--policy-type",
+        "StepScaling",
+        "--step-scaling-policy-configuration",
+        r#"{"AdjustmentType": "ChangeInCapacity", "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]}"#,
+    ]))
+    .fails_with("ValidationException", "Berth does not implement StepScaling");
+    fx.aas(&with_target(&[
+        "put-scheduled-action",
+        "--scheduled-action-name",
+        "bad",
+        "--schedule",
+        "cron(0 25 * * ? *)",
+        "--scalable-target-action",
+        "MinCapacity=3",
+    ]))
+    .fails_with("ValidationException", "Invalid schedule expression");
+    fx.aas(&with_target(&[
+        "delete-scaling-policy",
+        "--policy-name",
+        "nope",
+    ]))
+    .fails_with(
+        "ObjectNotFoundException",
+        "No scaling policy found for service namespace: ecs",
+    );
+    let t = fx
+        .aas(&["describe-scalable-targets", "--service-namespace", "ecs"])
+        .json();
+    assert_eq!(t["ScalableTargets"][0]["MinCapacity"], 2);
+    assert_eq!(
+        fx.aas(&["describe-scaling-policies", "--service-namespace", "ecs"])
+            .json()["ScalingPolicies"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Deregister takes the policies and actions along.
+    fx.aas(&with_target(&[
+        "delete-scheduled-action",
+        "--scheduled-action-name",
+        "weeknights",
+    ]))
+    .json();
+    fx.aas(&with_target(&["deregister-scalable-target"])).json();
+    fx.aas(&with_target(&["deregister-scalable-target"]))
+        .fails_with("ObjectNotFoundException", "No scalable target registered for service namespace: ecs, resource ID: service/default/web");
+    let t = fx
+        .aas(&["describe-scalable-targets", "--service-namespace", "ecs"])
+        .json();
+    assert_eq!(t["ScalableTargets"], json!([]));
+    assert_eq!(
+        fx.aas(&["describe-scaling-policies", "--service-namespace", "ecs"])
+            .json()["ScalingPolicies"],
+        json!([])
+    );
+}
+
+#[test]
+fn a_scheduled_action_raises_the_minimum_and_the_service_follows() {
+    let fx = Fixture::start();
+    fx.service("web", 1);
+    wait_until("one running task", Duration::from_secs(30), || {
+        (fx.running("web") == 1).then_some(())
+    });
+    fx.aas(&with_target(&[
+        "register-scalable-target",
+        "--min-capacity",
+        "1",
+        "--max-capacity",
+        "4",
+    ]))
+    .json();
+    // A few seconds ahead, in UTC (the default time zone).
+    let at = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(4))
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    fx.aas(&with_target(&[
+        "put-scheduled-action",
+        "--scheduled-action-name",
+        "rush-hour",
+        "--schedule",
+        &format!("at({at})"),
+        "--scalable-target-action",
+        "MinCapacity=3,MaxCapacity=4",
+    ]))
+    .json();
+    wait_until("desiredCount 3", Duration::from_secs(30), || {
+        (fx.desired("web") == 3).then_some(())
+    });
+    wait_until("three running tasks", Duration::from_secs(60), || {
+        (fx.running("web") == 3).then_some(())
+    });
+    let t = fx
+        .aas(&["describe-scalable-targets", "--service-namespace", "ecs"])
+        .json();
+    assert_eq!(t["ScalableTargets"][0]["MinCapacity"], 3);
+    let acts = activities(&fx);
+    assert_eq!(acts[0]["Description"], "Setting desired count to 3.");
+    assert_eq!(acts[0]["Cause"], "minimum capacity was set to 3");
+    assert_eq!(
+        acts[1]["Description"],
+        "Setting min capacity to 3 and max capacity to 4"
+    );
+    assert_eq!(
+        acts[1]["Cause"],
+        "scheduled action name rush-hour was triggered"
+    );
+    assert_eq!(
+        acts[1]["StatusMessage"],
+        "Successfully set min capacity to 3 and max capacity to 4"
+    );
+    // It ran once: no more activities follow.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(activities(&fx).len(), acts.len());
+}
