@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! End-to-end tests of Application Auto Scaling for ECS services, driven with the real `aws`
 //! CLI (`aws application-autoscaling ...`) against `berth up --runtime process`, with the
-//! auto scaler running every 300 ms (`--autoscaling-interval-ms`).
+//! auto scaler running every 300 ms (`--autoscaling-interval-ms`) and 2-second metric
+//! periods (`--metrics-period-secs`), so that target tracking's alarms (3 datapoints to
+//! scale out, 15 to scale in) take seconds rather than minutes.
 //!
 //! Every service process carries a marker unique to the test in its argv and is killed when
 //! the test ends, pass or fail.
@@ -13,13 +15,20 @@ use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// One test at a time: the CPU-burning one would otherwise starve the others' clocks.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Fixture {
     berth: Berth,
     marker: String,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Fixture {
     fn start() -> Fixture {
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let berth = Berth::start_with(Options {
             args: [
                 "--runtime",
@@ -30,6 +39,8 @@ impl Fixture {
                 "8192",
                 "--autoscaling-interval-ms",
                 "300",
+                "--metrics-period-secs",
+                "2",
             ]
             .iter()
             .map(ToString::to_string)
@@ -39,6 +50,7 @@ impl Fixture {
         Fixture {
             berth,
             marker: format!("berth-autoscaling-test-{:016x}", rand::random::<u64>()),
+            _serial: serial,
         }
     }
 
@@ -54,6 +66,11 @@ impl Fixture {
 
     /// A service `name` of `desired` long-running tasks.
     fn service(&self, name: &str, desired: i64) {
+        self.service_running(name, desired, "while :; do sleep 1; done");
+    }
+
+    /// A service `name` of `desired` tasks running `script` (in `sh -c`), 256 CPU units each.
+    fn service_running(&self, name: &str, desired: i64, script: &str) {
         let td = json!({
             "family": name,
             "requiresCompatibilities": ["EC2"],
@@ -64,7 +81,7 @@ impl Fixture {
                 "essential": true,
                 "cpu": 256,
                 "memory": 64,
-                "command": ["sh", "-c", "while :; do sleep 1; done", &self.marker],
+                "command": ["sh", "-c", script, &self.marker],
             }],
         });
         self.berth.register(&td).json();
@@ -411,9 +428,10 @@ fn a_scheduled_action_raises_the_minimum_and_the_service_follows() {
         "4",
     ]))
     .json();
-    // A few seconds ahead, in UTC (the default time zone).
+    // Seconds ahead (an at() already past when it is put never runs), in UTC (the default
+    // time zone).
     let at = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(4))
+        .checked_add(jiff::SignedDuration::from_secs(12))
         .unwrap()
         .strftime("%Y-%m-%dT%H:%M:%S")
         .to_string();
@@ -427,7 +445,7 @@ fn a_scheduled_action_raises_the_minimum_and_the_service_follows() {
         "MinCapacity=3,MaxCapacity=4",
     ]))
     .json();
-    wait_until("desiredCount 3", Duration::from_secs(30), || {
+    wait_until("desiredCount 3", Duration::from_secs(60), || {
         (fx.desired("web") == 3).then_some(())
     });
     wait_until("three running tasks", Duration::from_secs(60), || {
@@ -455,4 +473,116 @@ fn a_scheduled_action_raises_the_minimum_and_the_service_follows() {
     // It ran once: no more activities follow.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(activities(&fx).len(), acts.len());
+}
+
+#[test]
+fn target_tracking_scales_a_cpu_burning_service_out_and_back_in() {
+    let fx = Fixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let load = dir.path().join("load");
+    std::fs::write(&load, b"on").unwrap();
+    // Each task spins while the file exists (one core is 400% of its 256 CPU units), and
+    // sleeps otherwise.
+    let script = format!(
+        "while :; do if [ -f '{}' ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 0.5; fi; done",
+        load.display()
+    );
+    fx.service_running("web", 1, &script);
+    fx.aas(&with_target(&[
+        "register-scalable-target",
+        "--min-capacity",
+        "1",
+        "--max-capacity",
+        "6",
+    ]))
+    .json();
+    fx.aas(&with_target(&[
+        "put-scaling-policy",
+        "--policy-name",
+        "cpu50",
+        "--policy-type",
+        "TargetTrackingScaling",
+        "--target-tracking-scaling-policy-configuration",
+        r#"{"TargetValue": 50.0, "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}, "ScaleOutCooldown": 4, "ScaleInCooldown": 4}"#,
+    ]))
+    .json();
+
+    // Under load: out, within a few 2-second periods of the first datapoints.
+    let grown = wait_until("a scale-out", Duration::from_secs(90), || {
+        let d = fx.desired("web");
+        (d > 1).then_some(d)
+    });
+    assert!(grown <= 6, "{grown}");
+    // The story so far: scale-outs by the high alarm, the service's events saying so.
+    let acts = activities(&fx);
+    let out = acts
+        .iter()
+        .find(|a| a["Cause"].as_str().unwrap().contains("-AlarmHigh-"))
+        .unwrap_or_else(|| panic!("no scale-out activity: {acts:#?}"));
+    let cause = out["Cause"].as_str().unwrap();
+    assert!(
+        cause.starts_with("monitor alarm TargetTracking-service/default/web-AlarmHigh-")
+            && cause.ends_with("in state ALARM triggered policy cpu50"),
+        "{cause}"
+    );
+    let n: i64 = out["Description"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Setting desired count to ")
+        .and_then(|d| d.strip_suffix('.'))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n >= grown && n <= 6, "{out}");
+    assert_eq!(
+        out["StatusMessage"],
+        format!("Successfully set desired count to {n}. Change successfully fulfilled by ecs.")
+    );
+    assert_eq!(out["StatusCode"], "Successful");
+    let svc = fx
+        .b()
+        .aws(&["ecs", "describe-services", "--services", "web"])
+        .json();
+    let events = svc["services"][0]["events"].to_string();
+    assert!(
+        events.contains(&format!(
+            "desired count set to {n} by Application Auto Scaling"
+        )),
+        "{events}"
+    );
+
+    // Load stops: back in (15 low datapoints), never below the minimum.
+    std::fs::remove_file(&load).unwrap();
+    wait_until("a scale-in to 1", Duration::from_secs(180), || {
+        (fx.desired("web") == 1).then_some(())
+    });
+    let acts = activities(&fx);
+    let last_in = &acts[0];
+    assert_eq!(last_in["Description"], "Setting desired count to 1.");
+    assert!(
+        last_in["Cause"].as_str().unwrap().contains("-AlarmLow-"),
+        "{last_in}"
+    );
+    // The story in order: every scale-out came before the scale-in.
+    let causes: Vec<&str> = acts
+        .iter()
+        .rev()
+        .map(|a| a["Cause"].as_str().unwrap())
+        .collect();
+    let first_low = causes
+        .iter()
+        .position(|c| c.contains("-AlarmLow-"))
+        .unwrap();
+    assert!(
+        causes[..first_low]
+            .iter()
+            .all(|c| !c.contains("-AlarmLow-")),
+        "{causes:?}"
+    );
+    assert!(
+        causes[first_low..]
+            .iter()
+            .all(|c| !c.contains("-AlarmHigh-")),
+        "no flapping: {causes:?}"
+    );
 }
