@@ -40,7 +40,7 @@ impl Fixture {
                 "--autoscaling-interval-ms",
                 "300",
                 "--metrics-period-secs",
-                "2",
+                &PERIOD_SECS.to_string(),
             ]
             .iter()
             .map(ToString::to_string)
@@ -195,6 +195,49 @@ const TARGET: [&str; 6] = [
     "--resource-id",
     "service/default/web",
 ];
+
+/// `--metrics-period-secs` of the fixture.
+const PERIOD_SECS: u64 = 2;
+
+/// The service's CPUUtilization averages over the last 10 minutes, oldest first, as
+/// `aws cloudwatch get-metric-statistics` shows them.
+fn cpu_curve(fx: &Fixture, service: &str) -> Vec<f64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (start, end) = ((now - 600).to_string(), (now + 1).to_string());
+    let period = PERIOD_SECS.to_string();
+    let v = fx
+        .b()
+        .aws(&[
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "AWS/ECS",
+            "--metric-name",
+            "CPUUtilization",
+            "--dimensions",
+            "Name=ClusterName,Value=default",
+            &format!("Name=ServiceName,Value={service}"),
+            "--start-time",
+            &start,
+            "--end-time",
+            &end,
+            "--period",
+            &period,
+            "--statistics",
+            "Average",
+        ])
+        .json();
+    let mut points = v["Datapoints"].as_array().unwrap().clone();
+    // The CLI prints timestamps as ISO 8601 strings, which sort as times.
+    points.sort_by_key(|p| p["Timestamp"].to_string());
+    points
+        .iter()
+        .map(|p| p["Average"].as_f64().unwrap())
+        .collect()
+}
 
 fn with_target<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut v: Vec<&str> = args.to_vec();
@@ -480,7 +523,6 @@ fn target_tracking_scales_a_cpu_burning_service_out_and_back_in() {
     let fx = Fixture::start();
     let dir = tempfile::tempdir().unwrap();
     let load = dir.path().join("load");
-    std::fs::write(&load, b"on").unwrap();
     // Each task spins while the file exists (one core is 400% of its 256 CPU units), and
     // sleeps otherwise.
     let script = format!(
@@ -507,11 +549,27 @@ fn target_tracking_scales_a_cpu_burning_service_out_and_back_in() {
     ]))
     .json();
 
-    // Under load: out, within a few 2-second periods of the first datapoints.
+    // Idle first: the task runs and its metric has datapoints (all low).
+    wait_until("the task running", Duration::from_secs(60), || {
+        (fx.running("web") == 1).then_some(())
+    });
+    wait_until("idle datapoints", Duration::from_secs(60), || {
+        (cpu_curve(&fx, "web").len() >= 2).then_some(())
+    });
+    assert_eq!(fx.desired("web"), 1);
+    // Under load: out, within a few 2-second periods. AWS's high alarm needs 3 periods above
+    // the target; the first one may be only partly loaded.
+    std::fs::write(&load, b"on").unwrap();
+    let load_at = Instant::now();
     let grown = wait_until("a scale-out", Duration::from_secs(90), || {
         let d = fx.desired("web");
         (d > 1).then_some(d)
     });
+    let took = load_at.elapsed().as_secs_f64();
+    eprintln!(
+        "autoscaling: scaled out to {grown} {took:.1} s ({:.1} metric periods of {PERIOD_SECS} s) after the load started",
+        took / PERIOD_SECS as f64
+    );
     assert!(grown <= 6, "{grown}");
     // The story so far: scale-outs by the high alarm, the service's events saying so.
     let acts = activities(&fx);
@@ -556,6 +614,17 @@ fn target_tracking_scales_a_cpu_burning_service_out_and_back_in() {
     wait_until("a scale-in to 1", Duration::from_secs(180), || {
         (fx.desired("web") == 1).then_some(())
     });
+    // get-metric-statistics shows the CPU curve the scaler acted on: periods well above the
+    // 50% target while the file existed, then periods under 45% (90% of it) after.
+    let curve = cpu_curve(&fx, "web");
+    let high = curve
+        .iter()
+        .position(|v| *v > 50.0)
+        .unwrap_or_else(|| panic!("no period above the target: {curve:?}"));
+    assert!(
+        curve[high..].iter().filter(|v| **v < 45.0).count() >= 15,
+        "15 low periods after the high ones: {curve:?}"
+    );
     let acts = activities(&fx);
     let last_in = &acts[0];
     assert_eq!(last_in["Description"], "Setting desired count to 1.");

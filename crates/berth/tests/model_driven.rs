@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
-//! Model-driven end-to-end test: requests for every implemented ECS and CloudWatch Logs
-//! operation, generated from botocore's models (`crates/berth-api/model/{ecs,logs}.json`)
+//! Model-driven end-to-end test: requests for every implemented ECS, CloudWatch Logs,
+//! Application Auto Scaling and CloudWatch (metrics) operation, generated from botocore's
+//! models (`crates/berth-api/model/{ecs,logs,application-autoscaling,cloudwatch}.json`)
 //! with valid, boundary and invalid values (and some byte-level mutations), signed and sent
 //! to a running `berth up`. Every answer must be below 500 and AWS-shaped (a refusal has
 //! `__type` and `message`), Berth must stay up, and a refused request must change nothing:
@@ -16,6 +17,20 @@ mod common;
 mod model_gen;
 
 use common::{Berth, ECS_PREFIX, LOGS_PREFIX, Options};
+
+/// Application Auto Scaling's `X-Amz-Target` prefix.
+const AAS_PREFIX: &str = "AnyScaleFrontendService";
+/// CloudWatch's `X-Amz-Target` prefix (AWS JSON 1.0).
+const CW_PREFIX: &str = "GraniteServiceVersion20100801";
+
+/// The content type the SDKs send with each protocol.
+fn content_type(prefix: &str) -> &'static str {
+    if prefix == CW_PREFIX {
+        "application/x-amz-json-1.0"
+    } else {
+        "application/x-amz-json-1.1"
+    }
+}
 use model_gen::{Mode, Model, mutate};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -41,7 +56,7 @@ impl Api<'_> {
             "us-east-1",
             &[
                 ("X-Amz-Target", &target),
-                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Content-Type", content_type(prefix)),
             ],
             body,
         );
@@ -62,8 +77,12 @@ impl Api<'_> {
         for _ in 0..100 {
             let page = self.ok(prefix, op, &body);
             out.extend(page[field].as_array().cloned().unwrap_or_default());
-            match page.get("nextToken").and_then(Value::as_str) {
-                Some(t) => body["nextToken"] = json!(t),
+            // ECS and Logs page with `nextToken`, Application Auto Scaling with `NextToken`.
+            let key = ["nextToken", "NextToken"]
+                .into_iter()
+                .find(|k| page.get(*k).and_then(Value::as_str).is_some());
+            match key {
+                Some(k) => body[k] = page[k].clone(),
                 None => break,
             }
         }
@@ -72,7 +91,8 @@ impl Api<'_> {
 
     /// What a refused request must not change: clusters (with tags, settings and
     /// configuration, without the counters the scheduler moves), task definition families
-    /// and revisions, services, container instances, log groups.
+    /// and revisions, services, container instances, log groups, scalable targets, scaling
+    /// policies and scheduled actions.
     fn fingerprint(&self) -> Value {
         let clusters = self.all(
             ECS_PREFIX,
@@ -112,7 +132,62 @@ impl Api<'_> {
             .into_iter()
             .map(|g| json!([g["logGroupName"], g["retentionInDays"]]))
             .collect();
+        let ns = json!({"ServiceNamespace": "ecs"});
+        let targets: Vec<Value> = self
+            .all(
+                AAS_PREFIX,
+                "DescribeScalableTargets",
+                &ns,
+                "ScalableTargets",
+            )
+            .into_iter()
+            .map(|t| {
+                json!([
+                    t["ResourceId"],
+                    t["MinCapacity"],
+                    t["MaxCapacity"],
+                    t["SuspendedState"]
+                ])
+            })
+            .collect();
+        let policies: Vec<Value> = self
+            .all(
+                AAS_PREFIX,
+                "DescribeScalingPolicies",
+                &ns,
+                "ScalingPolicies",
+            )
+            .into_iter()
+            .map(|p| {
+                json!([
+                    p["PolicyARN"],
+                    p["TargetTrackingScalingPolicyConfiguration"]
+                ])
+            })
+            .collect();
+        let actions: Vec<Value> = self
+            .all(
+                AAS_PREFIX,
+                "DescribeScheduledActions",
+                &ns,
+                "ScheduledActions",
+            )
+            .into_iter()
+            .map(|a| {
+                json!([
+                    a["ScheduledActionARN"],
+                    a["Schedule"],
+                    a["Timezone"],
+                    a["ScalableTargetAction"],
+                    a["StartTime"],
+                    a["EndTime"]
+                ])
+            })
+            .collect();
         json!({
+            "scalableTargets": targets,
+            "scalingPolicies": policies,
+            "scheduledActions": actions,
             "clusters": described,
             "families": self.all(ECS_PREFIX, "ListTaskDefinitionFamilies", &json!({"status": "ALL"}), "families"),
             "taskDefinitions": self.all(ECS_PREFIX, "ListTaskDefinitions", &json!({"status": "ACTIVE"}), "taskDefinitionArns"),
@@ -188,6 +263,27 @@ fn generated_requests_never_fail_the_server_and_refusals_change_nothing() {
         ("logStreamName", vec!["s"]),
         ("logStreamNamePrefix", vec!["s"]),
         ("image", vec!["busybox"]),
+        ("ServiceNamespace", vec!["ecs"]),
+        ("ResourceId", vec!["service/md/svc", "service/default/svc"]),
+        ("ResourceIds", vec!["service/md/svc"]),
+        ("ScalableDimension", vec!["ecs:service:DesiredCount"]),
+        ("PolicyName", vec!["p"]),
+        ("PolicyNames", vec!["p"]),
+        ("ScheduledActionName", vec!["a"]),
+        ("ScheduledActionNames", vec!["a"]),
+        (
+            "Schedule",
+            vec![
+                "rate(5 minutes)",
+                "cron(0 12 * * ? *)",
+                "at(2030-01-01T00:00:00)",
+            ],
+        ),
+        ("Timezone", vec!["UTC", "Europe/Paris"]),
+        ("Namespace", vec!["AWS/ECS"]),
+        ("MetricName", vec!["CPUUtilization", "MemoryUtilization"]),
+        ("Name", vec!["ClusterName", "ServiceName"]),
+        ("Value", vec!["md", "svc"]),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
@@ -196,8 +292,14 @@ fn generated_requests_never_fail_the_server_and_refusals_change_nothing() {
     ecs.names = names.clone();
     ecs.hints = hints.clone();
     let mut logs = Model::load(&dir.join("logs.json"));
-    logs.names = names;
-    logs.hints = hints;
+    logs.names = names.clone();
+    logs.hints = hints.clone();
+    let mut aas = Model::load(&dir.join("application-autoscaling.json"));
+    aas.names = names.clone();
+    aas.hints = hints.clone();
+    let mut cw = Model::load(&dir.join("cloudwatch.json"));
+    cw.names = names;
+    cw.hints = hints;
 
     // Things for valid requests to find.
     api.ok(ECS_PREFIX, "CreateCluster", &json!({"clusterName": "md"}));
@@ -214,11 +316,26 @@ fn generated_requests_never_fail_the_server_and_refusals_change_nothing() {
         "CreateLogStream",
         &json!({"logGroupName": "g", "logStreamName": "s"}),
     );
+    api.ok(
+        ECS_PREFIX,
+        "CreateService",
+        &json!({"cluster": "md", "serviceName": "svc", "taskDefinition": "web", "desiredCount": 0}),
+    );
+    api.ok(
+        AAS_PREFIX,
+        "RegisterScalableTarget",
+        &json!({"ServiceNamespace": "ecs", "ResourceId": "service/md/svc",
+                "ScalableDimension": "ecs:service:DesiredCount", "MinCapacity": 0, "MaxCapacity": 2}),
+    );
 
     let ecs_ops = implemented(&api, ECS_PREFIX, &ecs);
     let logs_ops = implemented(&api, LOGS_PREFIX, &logs);
+    let aas_ops = implemented(&api, AAS_PREFIX, &aas);
+    let cw_ops = implemented(&api, CW_PREFIX, &cw);
     assert!(ecs_ops.len() >= 30, "{ecs_ops:?}");
     assert!(logs_ops.len() >= 10, "{logs_ops:?}");
+    assert!(aas_ops.len() >= 10, "{aas_ops:?}");
+    assert!(cw_ops.len() >= 3, "{cw_ops:?}");
 
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -227,10 +344,11 @@ fn generated_requests_never_fail_the_server_and_refusals_change_nothing() {
     let mut problems: Vec<String> = Vec::new();
     let mut per_op: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for i in 0..total {
-        let (prefix, model, ops) = if rng.random_bool(0.75) {
-            (ECS_PREFIX, &ecs, &ecs_ops)
-        } else {
-            (LOGS_PREFIX, &logs, &logs_ops)
+        let (prefix, model, ops) = match rng.random_range(0..100) {
+            0..60 => (ECS_PREFIX, &ecs, &ecs_ops),
+            60..80 => (LOGS_PREFIX, &logs, &logs_ops),
+            80..93 => (AAS_PREFIX, &aas, &aas_ops),
+            _ => (CW_PREFIX, &cw, &cw_ops),
         };
         let op = ops.choose(&mut rng).unwrap().clone();
         let mode = *[
@@ -265,7 +383,7 @@ fn generated_requests_never_fail_the_server_and_refusals_change_nothing() {
         if status >= 500 {
             problems.push(format!("{}: {status} {answer}", shown()));
         }
-        let entry = per_op.entry(op.clone()).or_default();
+        let entry = per_op.entry(format!("{prefix}.{op}")).or_default();
         if status == 200 {
             ok += 1;
             entry.0 += 1;
@@ -302,9 +420,11 @@ fn generated_requests_never_fail_the_server_and_refusals_change_nothing() {
     let elapsed = started.elapsed();
     berth.assert_healthy();
     eprintln!(
-        "model_driven: {total} requests in {elapsed:.1?} ({ok} answered, {refused} refused, {checked} refusals checked for no state change), {} ECS and {} Logs operations, seed {seed}, {} problems",
+        "model_driven: {total} requests in {elapsed:.1?} ({ok} answered, {refused} refused, {checked} refusals checked for no state change), {} ECS, {} Logs, {} Application Auto Scaling and {} CloudWatch operations, seed {seed}, {} problems",
         ecs_ops.len(),
         logs_ops.len(),
+        aas_ops.len(),
+        cw_ops.len(),
         problems.len()
     );
     let never_answered: Vec<&String> = per_op
