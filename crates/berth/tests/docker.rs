@@ -535,3 +535,181 @@ fn sigkill_and_restart_readopts_running_containers() {
     assert!(ok);
     assert_eq!(logs.matches("up").count(), 1, "started once: {logs}");
 }
+
+/// A service on the Docker runtime heals: `docker kill` of one task's container stops that
+/// task as ECS reports it (EssentialContainerExited, "Essential container in task exited", exit
+/// code 137), a replacement reaches RUNNING, the service announces it, and
+/// `aws ecs wait services-stable` returns.
+#[test]
+fn service_replaces_a_task_whose_container_is_killed() {
+    if !docker_ready() {
+        return;
+    }
+    let d = DockerBerth::start();
+    d.register(&json!({
+        "family": "healer",
+        "containerDefinitions": [{
+            "name": "app",
+            "image": IMAGE,
+            "memory": 32,
+            "stopTimeout": 2,
+            "command": sh("while :; do sleep 1; done"),
+        }],
+    }));
+    let created = d
+        .b()
+        .aws(&[
+            "ecs",
+            "create-service",
+            "--service-name",
+            "healer",
+            "--task-definition",
+            "healer",
+            "--desired-count",
+            "2",
+        ])
+        .json();
+    assert_eq!(created["service"]["desiredCount"], 2, "{created:#}");
+    let service_tasks = |status: &str| -> Vec<String> {
+        let v = d.b().ecs_ok(
+            "ListTasks",
+            &json!({"serviceName": "healer", "desiredStatus": status}),
+        );
+        common::arns(&v["taskArns"])
+    };
+    let running = |arns: &[String]| -> Vec<Value> {
+        if arns.is_empty() {
+            return vec![];
+        }
+        let v = d.b().ecs_ok("DescribeTasks", &json!({"tasks": arns}));
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .cloned()
+            .collect()
+    };
+    let steady = |what: &str| -> Value {
+        wait_until(what, secs(60), || {
+            let v = d
+                .b()
+                .ecs_ok("DescribeServices", &json!({"services": ["healer"]}));
+            let s = v["services"][0].clone();
+            let deps = s["deployments"].as_array().unwrap();
+            (s["runningCount"] == 2
+                && s["pendingCount"] == 0
+                && deps.len() == 1
+                && deps[0]["rolloutState"] == "COMPLETED")
+                .then_some(s)
+        })
+    };
+    steady("two RUNNING tasks and a COMPLETED deployment");
+    let initial = service_tasks("RUNNING");
+    assert_eq!(initial.len(), 2);
+    let mut victims: Vec<String> = Vec::new();
+    let mut replacements: Vec<String> = Vec::new();
+    let mut latencies: Vec<Duration> = Vec::new();
+    for round in 0..3 {
+        let before = wait_until("two RUNNING tasks", secs(30), || {
+            let r = running(&service_tasks("RUNNING"));
+            (r.len() == 2).then_some(r)
+        });
+        let victim = before[round % 2].clone();
+        let runtime_id = container(&victim, "app")["runtimeId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(inspect(&runtime_id)["State"]["Running"], true);
+        let t0 = Instant::now();
+        let (ok, _, err) = docker(&["kill", &runtime_id]);
+        assert!(ok, "{err}");
+        let before_arns: Vec<&str> = before
+            .iter()
+            .map(|t| t["taskArn"].as_str().unwrap())
+            .collect();
+        let fresh = wait_until("a replacement RUNNING", secs(60), || {
+            running(&service_tasks("RUNNING"))
+                .into_iter()
+                .find(|t| !before_arns.contains(&t["taskArn"].as_str().unwrap()))
+        });
+        latencies.push(t0.elapsed());
+        assert_ne!(
+            container(&fresh, "app")["runtimeId"],
+            runtime_id.as_str(),
+            "a new container"
+        );
+        victims.push(victim["taskArn"].as_str().unwrap().to_string());
+        replacements.push(fresh["taskArn"].as_str().unwrap().to_string());
+        steady("back to two RUNNING tasks");
+    }
+    latencies.sort();
+    eprintln!(
+        "self-healing latency (docker kill of a service task's container -> replacement RUNNING, Docker runtime, {} kills): min {:?}, median {:?}, max {:?}",
+        latencies.len(),
+        latencies[0],
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+    );
+
+    // The killed tasks stopped on their own, as ECS reports a container killed under a task.
+    for victim_arn in &victims {
+        d.wait_status(victim_arn, "STOPPED", secs(30));
+        let t = d.describe(victim_arn);
+        assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+        assert_eq!(t["desiredStatus"], "STOPPED");
+        assert_eq!(t["stopCode"], "EssentialContainerExited", "{t:#}");
+        assert_eq!(
+            t["stoppedReason"], "Essential container in task exited",
+            "{t:#}"
+        );
+        assert_eq!(container(&t, "app")["exitCode"], 137, "{t:#}");
+        assert_eq!(container(&t, "app")["lastStatus"], "STOPPED");
+        assert_eq!(t["group"], "service:healer");
+    }
+
+    // The service said so, and is stable again.
+    let started = Instant::now();
+    d.b()
+        .aws(&["ecs", "wait", "services-stable", "--services", "healer"])
+        .json();
+    assert!(started.elapsed() < secs(14), "services-stable slept");
+    let svc = d
+        .b()
+        .aws(&["ecs", "describe-services", "--services", "healer"])
+        .json()["services"][0]
+        .clone();
+    assert_eq!(svc["runningCount"], 2, "{svc:#}");
+    assert_eq!(svc["desiredCount"], 2);
+    let messages: Vec<&str> = svc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    for fresh in &replacements {
+        let id = fresh.rsplit('/').next().unwrap();
+        let announced = format!("(service healer) has started 1 tasks: (task {id}).");
+        assert!(messages.contains(&announced.as_str()), "{messages:#?}");
+    }
+    assert_eq!(
+        messages[0], "(service healer) has reached a steady state.",
+        "{messages:#?}"
+    );
+    let mut now_running = service_tasks("RUNNING");
+    now_running.sort();
+    let mut expected: Vec<String> = initial
+        .iter()
+        .chain(&replacements)
+        .filter(|r| !victims.contains(r))
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(now_running, expected, "only replacements run");
+    let mut stopped = service_tasks("STOPPED");
+    stopped.sort();
+    victims.sort();
+    assert_eq!(stopped, victims, "only the killed tasks stopped");
+    // One container per task ever started: the two first and the three replacements.
+    assert_eq!(d.containers().len(), 5, "{:?}", d.containers());
+}
