@@ -599,6 +599,15 @@ impl StreamWriter {
         &self.key.stream
     }
 
+    /// Events of this stream dropped because the buffer was full (non-blocking mode).
+    pub fn dropped(&self) -> u64 {
+        self.shipper
+            .lock()
+            .streams
+            .get(&self.key)
+            .map_or(0, |q| q.dropped)
+    }
+
     /// Whether a multi-line event is waiting for more lines.
     pub fn has_partial(&self) -> bool {
         self.partial.is_some()
@@ -712,6 +721,11 @@ impl StreamWriter {
     /// server has all of it. Whatever is not acknowledged by then keeps being retried.
     pub async fn finish(mut self, wait: Duration) -> bool {
         self.flush_partial().await;
+        let dropped = self.dropped();
+        if dropped > 0 {
+            tracing::warn!(group = %self.key.group, stream = %self.key.stream, dropped,
+                "the container's output ended; events were dropped because the log buffer was full (mode non-blocking, max-buffer-size)");
+        }
         self.close();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -840,6 +854,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn blocking_writers_wait_for_room_and_lose_nothing() {
+        let shipper = LogShipper::new();
+        shipper.set_identity("arn", "t");
+        let o = AwslogsOptions::of(&def(&[
+            ("awslogs-group", "g"),
+            ("mode", "blocking"),
+            ("max-buffer-size", "1m"),
+        ]))
+        .unwrap()
+        .unwrap();
+        let mut w = shipper.writer(&o, "s".into());
+        // 5 MiB of numbered lines: five times the buffer.
+        let n = 25_000u32;
+        let line = |i: u32| format!("{i:08} {}", "y".repeat(200));
+        let writer = tokio::spawn(async move {
+            for start in (0..n).step_by(1000) {
+                w.push_all((start..start + 1000).map(|i| (i64::from(i), line(i))))
+                    .await;
+            }
+            w
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!writer.is_finished(), "a full buffer must make the writer wait");
+        assert!(shipper.lock().streams.values().all(|q| q.bytes <= MAX_CHUNK_BYTES));
+        let mut got = Vec::new();
+        while got.len() < n as usize {
+            let batches = drain(&shipper).await;
+            if batches.is_empty() {
+                tokio::task::yield_now().await;
+            }
+            got.extend(batches.into_iter().flat_map(|b| b.events));
+        }
+        let w = writer.await.unwrap();
+        assert_eq!(w.dropped(), 0);
+        assert_eq!(got.len(), n as usize);
+        for (i, e) in (0..n).zip(&got) {
+            assert_eq!(e.message, line(i));
+        }
+        assert!(w.finish(Duration::from_millis(10)).await);
+    }
+
+    #[tokio::test]
     async fn multiline_events_join_until_the_next_start() {
         let shipper = LogShipper::new();
         shipper.set_identity("arn", "t");
@@ -895,12 +951,13 @@ mod tests {
         let (next, _) = shipper.take_request().unwrap();
         assert!(next.batches[0].seq > first.batches[0].seq);
         assert_eq!(next.batches[0].events[0].message, "two");
-        // Non-blocking: past the buffer, events are dropped, not waited for.
+        // Non-blocking: past the buffer, events are dropped (and counted), not waited for.
         let big = "x".repeat(100_000);
         for i in 0..30 {
             w.push(i, big.clone()).await;
         }
         assert!(shipper.backlog() < 30);
+        assert_eq!(w.dropped() + shipper.backlog() as u64, 30 + 1);
         // Long lines are split at CloudWatch's event size.
         let mut w2 = shipper.writer(&o, "t".into());
         w2.push(1, "y".repeat(MAX_MESSAGE_BYTES + 5)).await;

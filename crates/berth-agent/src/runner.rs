@@ -6,7 +6,7 @@
 use crate::logship::{self, AwslogsOptions, LogShipper, StreamWriter};
 use crate::plan::{self, ContainerState, Health, Readiness};
 use crate::reports::ReportBook;
-use crate::runtime::process::{ContainerSpec, OutputLine};
+use crate::runtime::process::{ContainerSpec, OutputLine, OutputSink};
 use crate::runtime::{AnyRuntime, ContainerExit, StartError};
 use berth_api::ecs::ContainerDefinition;
 use berth_core::agent_protocol::{ContainerReport, DesiredTask, TaskReport};
@@ -339,7 +339,20 @@ impl Runner {
 
     async fn start_container(&mut self, i: usize, spec: &ContainerSpec) -> Result<(), StartError> {
         let (out_tx, out_rx) = mpsc::channel::<OutputLine>(OUTPUT_CHANNEL_LINES);
-        let proc = self.env.runtime.start(spec, out_tx).await?;
+        // `mode: blocking` reaches back to the container: its writes wait when the shipper's
+        // buffer is full. Otherwise the container never waits and what does not fit is
+        // dropped and counted.
+        let blocking = self
+            .awslogs
+            .get(i)
+            .and_then(Option::as_ref)
+            .is_some_and(|o| o.blocking);
+        let sink = if blocking {
+            OutputSink::blocking(out_tx)
+        } else {
+            OutputSink::non_blocking(out_tx)
+        };
+        let proc = self.env.runtime.start(spec, sink).await?;
         let ship = self.awslogs.get(i).and_then(Option::as_ref).map(|o| {
             let stream = o.stream_name(&spec.container_name, &spec.task_id, &proc.runtime_id());
             self.env.logs.writer(o, stream)
@@ -461,7 +474,8 @@ async fn keep_output(
         }
     };
     // Lines are taken in batches: one lock and one wake-up per batch keeps up with chatty
-    // containers (the runtime drops lines when this task falls behind).
+    // containers (when this task falls behind, the runtime drops lines in non-blocking mode
+    // and makes the container wait in blocking mode).
     let mut batch: Vec<OutputLine> = Vec::with_capacity(OUTPUT_BATCH);
     let mut bytes: Vec<u8> = Vec::new();
     loop {

@@ -470,6 +470,91 @@ fn three_parallel_tasks_write_three_streams_none_mixed() {
     assert_eq!(messages(&v), expected("alpha ", n));
 }
 
+/// `mode: blocking` (issue 5's regression): a task writing 200,000 numbered lines as fast as
+/// it can must find every line stored exactly once, in order. Before the fix the runtime
+/// dropped lines when its channel was full whatever the mode, and most were lost.
+#[test]
+fn blocking_mode_loses_no_line_of_a_flood() {
+    let f = Fixture::up(&[]);
+    let b = f.b();
+    let group = "/berth-test/flood";
+    let n: usize = 200_000;
+    // ~100-byte lines, written with no pause (awk buffers its output: 4 KiB writes).
+    let pad = "x".repeat(90);
+    let script = format!(
+        "awk 'BEGIN {{ for (i = 1; i <= {n}; i++) printf \"%07d {pad}\\n\", i }}'"
+    );
+    let td = json!({
+        "family": "flood",
+        "containerDefinitions": [{
+            "name": "w", "image": "busybox", "memory": 64, "essential": true,
+            "command": f.sh(&script),
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": group, "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "flood", "awslogs-create-group": "true",
+                "mode": "blocking", "max-buffer-size": "1m"}}
+        }]
+    });
+    let input = b.json_file(&td);
+    b.aws(&["ecs", "register-task-definition", "--cli-input-json", &input])
+        .json();
+    let t0 = Instant::now();
+    let v = b
+        .aws(&["ecs", "run-task", "--task-definition", "flood"])
+        .json();
+    assert_eq!(v["failures"], json!([]), "{v:#}");
+    let arn = v["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let t = wait_stopped(b, &arn, secs(120));
+    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
+    let stream = format!("flood/w/{}", task_id(&arn));
+    assert_eq!(stream_names(b, group), std::slice::from_ref(&stream));
+    // Everything is stored by the time the task is reported stopped (the agent drains the
+    // output before it reports the exit, and waits for acknowledgement while flushing); allow
+    // a moment for the last acknowledgement anyway.
+    let want: Vec<String> = (1..=n).map(|i| format!("{i:07} {pad}")).collect();
+    let got = wait_until("every line stored", secs(30), || {
+        let got = all_messages(b, group, &stream);
+        (got.len() >= n).then_some(got)
+    });
+    let elapsed = t0.elapsed();
+    if got != want {
+        let first_bad = got.iter().zip(&want).position(|(g, w)| g != w);
+        panic!(
+            "{} lines stored of {n}; first difference at index {first_bad:?}",
+            got.len()
+        );
+    }
+    // The CLI sees the same stream: the first and the last events.
+    let v = b
+        .aws(&[
+            "logs",
+            "get-log-events",
+            "--log-group-name",
+            group,
+            "--log-stream-name",
+            &stream,
+            "--start-from-head",
+            "--limit",
+            "2",
+        ])
+        .json();
+    assert_eq!(messages(&v), want[..2]);
+    let v = b
+        .aws(&[
+            "logs",
+            "get-log-events",
+            "--log-group-name",
+            group,
+            "--log-stream-name",
+            &stream,
+            "--limit",
+            "1",
+        ])
+        .json();
+    assert_eq!(messages(&v), want[n - 1..]);
+    eprintln!("blocking flood: {n} lines stored in order in {elapsed:?}");
+}
+
 #[test]
 fn a_missing_log_group_fails_the_task_as_ecs_does() {
     let f = Fixture::up(&[]);

@@ -25,7 +25,10 @@
 
 use super::{ContainerExit, StartError, container_env, task_id};
 use crate::plan::Health;
-use crate::runtime::process::{ContainerSpec, LineSplitter, MAX_LINE_BYTES, OutputLine, Stream};
+use crate::runtime::process::{
+    ContainerSpec, Forwarder, LineSplitter, MAX_LINE_BYTES, OutputCounters, OutputSink, Stream,
+    wait_reader,
+};
 use berth_api::ecs::{self, ContainerDefinition, NetworkBinding, NetworkMode};
 use berth_core::agent_protocol::DesiredTask;
 use bollard::Docker;
@@ -43,7 +46,7 @@ use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Label: the task's ARN (ECS's agent sets it too).
 pub const LABEL_TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
@@ -693,7 +696,7 @@ impl DockerRuntime {
     pub async fn start(
         &self,
         spec: &ContainerSpec,
-        output: mpsc::Sender<OutputLine>,
+        output: OutputSink,
     ) -> Result<DockerContainer, StartError> {
         let p = self.tasks().get(&spec.task_id).cloned().ok_or_else(|| {
             StartError::CannotCreate(format!("task {} is not prepared", spec.task_id))
@@ -783,7 +786,7 @@ impl DockerRuntime {
         bindings: Vec<NetworkBinding>,
         has_health: bool,
         since_secs: i64,
-        output: mpsc::Sender<OutputLine>,
+        output: OutputSink,
     ) -> DockerContainer {
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(supervise(
@@ -986,10 +989,18 @@ async fn supervise(
     docker: Docker,
     id: String,
     since_secs: i64,
-    output: mpsc::Sender<OutputLine>,
+    output: OutputSink,
     exit: watch::Sender<Option<ContainerExit>>,
 ) {
-    let logs = tokio::spawn(follow_logs(docker.clone(), id.clone(), since_secs, output));
+    let counters = Arc::new(OutputCounters::default());
+    let grace = output.drain_grace();
+    let mut logs = tokio::spawn(follow_logs(
+        docker.clone(),
+        id.clone(),
+        since_secs,
+        output,
+        counters.clone(),
+    ));
     let options = WaitContainerOptionsBuilder::default()
         .condition("not-running")
         .build();
@@ -1021,12 +1032,12 @@ async fn supervise(
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     };
-    let mut logs = logs;
-    if tokio::time::timeout(Duration::from_secs(2), &mut logs)
-        .await
-        .is_err()
-    {
-        logs.abort();
+    if !wait_reader(&mut logs, &counters, grace).await {
+        tracing::warn!(id = %id, "the container's log stream is still open (or its lines not taken) after it exited; abandoning it");
+    }
+    let dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    if dropped > 0 {
+        tracing::warn!(id = %id, dropped, "output lines dropped (non-blocking mode) because the agent fell behind");
     }
     tracing::debug!(id = %id, ?result, "container exited");
     exit.send_replace(Some(result));
@@ -1036,7 +1047,8 @@ async fn follow_logs(
     docker: Docker,
     id: String,
     since_secs: i64,
-    output: mpsc::Sender<OutputLine>,
+    output: OutputSink,
+    counters: Arc<OutputCounters>,
 ) {
     let options = LogsOptionsBuilder::default()
         .follow(true)
@@ -1045,26 +1057,29 @@ async fn follow_logs(
         .since(i32::try_from(since_secs).unwrap_or(0))
         .build();
     let mut stream = docker.logs(&id, Some(options));
+    // A blocking sink stops this loop, so the engine's stream is read no faster than the
+    // lines are shipped (the engine keeps the rest in its own log); a non-blocking one drops
+    // and counts what does not fit, as the process runtime does.
     let mut out = LineSplitter::new(MAX_LINE_BYTES);
     let mut err = LineSplitter::new(MAX_LINE_BYTES);
-    let forward = |stream: Stream, line: String| {
-        // Never block on the sink: a full channel drops the line, as the process runtime does.
-        let _ = output.try_send(OutputLine {
-            stream,
-            line,
-            timestamp_ms: now_ms(),
-        });
-    };
+    let mut out_fw = Forwarder::new(output.clone(), Stream::Stdout, counters.clone());
+    let mut err_fw = Forwarder::new(output, Stream::Stderr, counters.clone());
     while let Some(item) = stream.next().await {
+        counters
+            .progress
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = now_ms();
         match item {
             Ok(bollard::container::LogOutput::StdErr { message }) => {
-                err.push(&message, |l| forward(Stream::Stderr, l));
+                err.push(&message, |l| err_fw.lines.push((now, l)));
+                err_fw.flush().await;
             }
             Ok(
                 bollard::container::LogOutput::StdOut { message }
                 | bollard::container::LogOutput::Console { message },
             ) => {
-                out.push(&message, |l| forward(Stream::Stdout, l));
+                out.push(&message, |l| out_fw.lines.push((now, l)));
+                out_fw.flush().await;
             }
             Ok(_) => {}
             Err(e) => {
@@ -1073,8 +1088,11 @@ async fn follow_logs(
             }
         }
     }
-    out.finish(|l| forward(Stream::Stdout, l));
-    err.finish(|l| forward(Stream::Stderr, l));
+    let now = now_ms();
+    out.finish(|l| out_fw.lines.push((now, l)));
+    out_fw.flush().await;
+    err.finish(|l| err_fw.lines.push((now, l)));
+    err_fw.flush().await;
 }
 
 /// `ecs-<family>-<revision>-<container>-<task id>`, as ECS's agent names containers.

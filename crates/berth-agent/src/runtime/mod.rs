@@ -21,9 +21,8 @@ use crate::plan::{Health, HealthTracker};
 use berth_api::ecs::{ContainerDefinition, HealthCheck, NetworkBinding};
 use berth_core::agent_protocol::DesiredTask;
 use docker::DockerRuntime;
-use process::{ContainerSpec, OutputLine, ProcessRuntime, RunningProcess};
+use process::{ContainerSpec, OutputSink, ProcessRuntime, RunningProcess};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// The runtime that runs this agent's containers.
 #[derive(Debug, Clone)]
@@ -130,7 +129,7 @@ impl AnyRuntime {
     pub async fn start(
         &self,
         spec: &ContainerSpec,
-        output: mpsc::Sender<OutputLine>,
+        output: OutputSink,
     ) -> Result<AnyContainer, StartError> {
         match self {
             AnyRuntime::Process(rt) => {

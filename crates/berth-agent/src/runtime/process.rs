@@ -14,9 +14,11 @@
 //! - **Stopping** sends the stop signal (SIGTERM) to the whole group, waits up to the stop
 //!   timeout, then SIGKILLs the group ([`RunningProcess::stop`]).
 //! - **Exit codes** follow Docker: a process killed by signal N exits `128 + N`.
-//! - **Output never blocks the container.** Lines are handed to the engine's channel with
-//!   `try_send`; when the channel is full the line is dropped and counted
-//!   ([`RunningProcess::dropped_lines`]). The pipes are always drained.
+//! - **Output blocks the container only when asked to.** Lines go to an [`OutputSink`]. A
+//!   non-blocking sink takes them with `try_send`: when its channel is full the line is dropped
+//!   and counted ([`RunningProcess::dropped_lines`]) and the container never waits. A blocking
+//!   sink (`awslogs` `mode: blocking`) waits for room, so the reader stops reading and the
+//!   container's writes block on the full pipe: nothing is lost. The pipes are always drained.
 //! - **No surviving an agent restart.** The pipes break when the agent goes away, so processes
 //!   are not meant to outlive it. Each spawn is recorded in a pid file
 //!   (`<state_dir>/<task_id>/<container>.<pid>.pid`, JSON `{pid, start_time_ticks, task_id,
@@ -59,6 +61,137 @@ const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Size of one read from an output pipe.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// After the main process has exited, how long a reader of a blocking sink may go without
+/// progress (a line read or accepted) before it is abandoned: the sink may be waiting for
+/// the server to acknowledge what it holds.
+const BLOCKED_OUTPUT_GRACE: Duration = Duration::from_secs(10);
+
+/// Where a container's output lines go, and what happens when the receiver falls behind.
+#[derive(Debug, Clone)]
+pub struct OutputSink {
+    tx: mpsc::Sender<OutputLine>,
+    blocking: bool,
+}
+
+impl OutputSink {
+    /// Lines wait for room in the channel; through the pipe, so do the container's writes.
+    pub fn blocking(tx: mpsc::Sender<OutputLine>) -> Self {
+        OutputSink { tx, blocking: true }
+    }
+
+    /// A line that finds the channel full is dropped and counted; the container never waits.
+    pub fn non_blocking(tx: mpsc::Sender<OutputLine>) -> Self {
+        OutputSink {
+            tx,
+            blocking: false,
+        }
+    }
+
+    /// Whether lines wait for room.
+    pub fn is_blocking(&self) -> bool {
+        self.blocking
+    }
+
+    /// How long a reader may go without progress once the container has exited.
+    pub(crate) fn drain_grace(&self) -> Duration {
+        if self.blocking {
+            BLOCKED_OUTPUT_GRACE
+        } else {
+            OUTPUT_DRAIN_GRACE
+        }
+    }
+}
+
+impl From<mpsc::Sender<OutputLine>> for OutputSink {
+    fn from(tx: mpsc::Sender<OutputLine>) -> Self {
+        OutputSink::non_blocking(tx)
+    }
+}
+
+/// Counters shared by a container's output readers and whoever waits for them.
+#[derive(Debug, Default)]
+pub(crate) struct OutputCounters {
+    /// Lines dropped because a non-blocking sink was full.
+    pub(crate) dropped: AtomicU64,
+    /// Bumped whenever a reader reads or hands over something.
+    pub(crate) progress: AtomicU64,
+}
+
+/// A reader's side of an [`OutputSink`]: lines collected by the splitter are handed over in
+/// order with [`Forwarder::flush`].
+pub(crate) struct Forwarder {
+    sink: OutputSink,
+    stream: Stream,
+    counters: Arc<OutputCounters>,
+    /// The receiver is gone: lines are discarded (the pipe is still drained).
+    closed: bool,
+    /// Lines waiting to be handed over, with their capture time.
+    pub(crate) lines: Vec<(i64, String)>,
+}
+
+impl Forwarder {
+    pub(crate) fn new(sink: OutputSink, stream: Stream, counters: Arc<OutputCounters>) -> Self {
+        Forwarder {
+            sink,
+            stream,
+            counters,
+            closed: false,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Hand the collected lines over: waiting for room with a blocking sink, dropping (and
+    /// counting) what does not fit with a non-blocking one.
+    pub(crate) async fn flush(&mut self) {
+        for (timestamp_ms, line) in self.lines.drain(..) {
+            if self.closed {
+                continue;
+            }
+            let line = OutputLine {
+                stream: self.stream,
+                line,
+                timestamp_ms,
+            };
+            if self.sink.blocking {
+                if self.sink.tx.send(line).await.is_err() {
+                    self.closed = true;
+                }
+                self.counters.progress.fetch_add(1, Ordering::Relaxed);
+            } else {
+                match self.sink.tx.try_send(line) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => self.closed = true,
+                }
+            }
+        }
+    }
+}
+
+/// Wait for a container's output `reader` to finish after the container exited: it is
+/// abandoned once it has made no progress for `grace` (a process that escaped the group may
+/// hold the pipe open). Returns false when it was abandoned.
+pub(crate) async fn wait_reader(
+    reader: &mut JoinHandle<()>,
+    counters: &OutputCounters,
+    grace: Duration,
+) -> bool {
+    let mut seen = counters.progress.load(Ordering::Relaxed);
+    loop {
+        if tokio::time::timeout(grace, &mut *reader).await.is_ok() {
+            return true;
+        }
+        let now = counters.progress.load(Ordering::Relaxed);
+        if now == seen {
+            reader.abort();
+            return false;
+        }
+        seen = now;
+    }
+}
 
 /// What to run for one container of a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,14 +349,14 @@ impl ProcessRuntime {
     }
 
     /// Starts a container's process (own process group, stdin `/dev/null`) and forwards its
-    /// stdout and stderr line by line to `output` with `try_send`: a line that finds the channel
-    /// full is dropped and counted, the child is never blocked. Must be called within a tokio
-    /// runtime.
+    /// stdout and stderr line by line to `output` (see [`OutputSink`]: a plain channel is a
+    /// non-blocking sink). Must be called within a tokio runtime.
     pub async fn start(
         &self,
         spec: &ContainerSpec,
-        output: mpsc::Sender<OutputLine>,
+        output: impl Into<OutputSink>,
     ) -> Result<RunningProcess, RuntimeError> {
+        let output: OutputSink = output.into();
         let mut cmd = prepare(
             &spec.argv,
             &spec.env,
@@ -266,22 +399,19 @@ impl ProcessRuntime {
             return Err(RuntimeError::Io(e));
         }
 
-        let dropped = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(OutputCounters::default());
+        let grace = output.drain_grace();
         let mut readers = Vec::with_capacity(2);
         if let Some(stdout) = child.stdout.take() {
             readers.push(spawn_reader(
                 stdout,
-                Stream::Stdout,
-                output.clone(),
-                dropped.clone(),
+                Forwarder::new(output.clone(), Stream::Stdout, counters.clone()),
             ));
         }
         if let Some(stderr) = child.stderr.take() {
             readers.push(spawn_reader(
                 stderr,
-                Stream::Stderr,
-                output,
-                dropped.clone(),
+                Forwarder::new(output, Stream::Stderr, counters.clone()),
             ));
         }
 
@@ -297,7 +427,8 @@ impl ProcessRuntime {
             exit: exit_tx,
             inner: self.inner.clone(),
             pid_file,
-            dropped: dropped.clone(),
+            counters: counters.clone(),
+            grace,
             task_id: spec.task_id.clone(),
             container_name: spec.container_name.clone(),
         }));
@@ -306,7 +437,7 @@ impl ProcessRuntime {
             pid,
             signals: signal_tx,
             exit: exit_rx,
-            dropped,
+            counters,
         })
     }
 
@@ -388,7 +519,7 @@ pub struct RunningProcess {
     pid: u32,
     signals: mpsc::UnboundedSender<Signal>,
     exit: watch::Receiver<Option<ExitInfo>>,
-    dropped: Arc<AtomicU64>,
+    counters: Arc<OutputCounters>,
 }
 
 impl RunningProcess {
@@ -450,9 +581,9 @@ impl RunningProcess {
         self.wait().await
     }
 
-    /// How many output lines were dropped because the output channel was full.
+    /// How many output lines were dropped because a non-blocking sink was full.
     pub fn dropped_lines(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counters.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -745,7 +876,9 @@ struct Supervised {
     exit: watch::Sender<Option<ExitInfo>>,
     inner: Arc<Inner>,
     pid_file: PathBuf,
-    dropped: Arc<AtomicU64>,
+    counters: Arc<OutputCounters>,
+    /// How long a reader may go without progress once the process has exited.
+    grace: Duration,
     task_id: String,
     container_name: String,
 }
@@ -765,21 +898,16 @@ async fn supervise(mut s: Supervised) {
     // The main process is the container: its exit ends the rest of its group.
     kill_group_leftovers(s.pid);
 
-    let deadline = tokio::time::Instant::now() + OUTPUT_DRAIN_GRACE;
     for mut reader in s.readers {
-        if tokio::time::timeout_at(deadline, &mut reader)
-            .await
-            .is_err()
-        {
+        if !wait_reader(&mut reader, &s.counters, s.grace).await {
             tracing::warn!(task_id = %s.task_id, container = %s.container_name, pid = s.pid,
-                "output pipe still open after the container exited; abandoning it");
-            reader.abort();
+                "output pipe still open (or its lines not taken) after the container exited; abandoning it");
         }
     }
-    let dropped = s.dropped.load(Ordering::Relaxed);
+    let dropped = s.counters.dropped.load(Ordering::Relaxed);
     if dropped > 0 {
         tracing::warn!(task_id = %s.task_id, container = %s.container_name, pid = s.pid,
-            dropped, "output lines dropped because the engine's channel was full");
+            dropped, "output lines dropped (non-blocking mode) because the agent fell behind");
     }
 
     remove_pid_file(&s.pid_file);
@@ -813,48 +941,32 @@ async fn wait_relaying_signals(
     }
 }
 
-fn spawn_reader<R>(
-    mut reader: R,
-    stream: Stream,
-    output: mpsc::Sender<OutputLine>,
-    dropped: Arc<AtomicU64>,
-) -> JoinHandle<()>
+fn spawn_reader<R>(mut reader: R, mut out: Forwarder) -> JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
-        let forward = |line: String, timestamp_ms: i64| {
-            match output.try_send(OutputLine {
-                stream,
-                line,
-                timestamp_ms,
-            }) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                // Nobody listens any more: keep draining the pipe, discard.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        };
         loop {
             match reader.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
+                    out.counters.progress.fetch_add(1, Ordering::Relaxed);
                     let now = now_ms();
-                    splitter.push(&buf[..n], |line| forward(line, now));
+                    splitter.push(&buf[..n], |line| out.lines.push((now, line)));
+                    out.flush().await;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    tracing::warn!(?stream, error = %e, "reading container output failed");
+                    tracing::warn!(stream = ?out.stream, error = %e, "reading container output failed");
                     break;
                 }
             }
         }
         let now = now_ms();
-        splitter.finish(|line| forward(line, now));
+        splitter.finish(|line| out.lines.push((now, line)));
+        out.flush().await;
     })
 }
 
@@ -1493,6 +1605,93 @@ mod tests {
         assert_eq!(exit.exit_code, Some(0));
         assert_eq!(rx.recv().await.unwrap().line, "0");
         assert_eq!(p.dropped_lines(), 99);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_sink_makes_the_writer_wait_and_loses_nothing() {
+        let (_dir, rt) = runtime();
+        let (tx, mut rx) = mpsc::channel(1);
+        // Far more than the pipe holds (64 KiB): the writer must wait for the slow reader.
+        let n = 100_000;
+        let script = format!("seq 0 {}", n - 1);
+        let p = rt
+            .start(&spec("chatty", sh(&script)), OutputSink::blocking(tx))
+            .await
+            .unwrap();
+        // The receiver is slow at first: the process cannot finish while lines wait.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            read_stat(p.pid()).is_some_and(|s| s.state != 'Z'),
+            "the writer did not wait for the reader"
+        );
+        let mut got = Vec::new();
+        while let Some(l) = rx.recv().await {
+            got.push(l.line);
+        }
+        let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        assert_eq!(got, expected);
+        assert_eq!(p.wait().await.exit_code, Some(0));
+        assert_eq!(p.dropped_lines(), 0);
+    }
+
+    #[tokio::test]
+    async fn forwarder_blocks_or_drops_by_mode() {
+        let counters = Arc::new(OutputCounters::default());
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut fw = Forwarder::new(OutputSink::non_blocking(tx), Stream::Stdout, counters.clone());
+        fw.lines.extend((0..5).map(|i| (i, format!("l{i}"))));
+        fw.flush().await;
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(rx.recv().await.unwrap().line, "l0");
+        assert_eq!(rx.recv().await.unwrap().line, "l1");
+
+        let (tx, mut rx) = mpsc::channel(2);
+        let counters = Arc::new(OutputCounters::default());
+        let mut fw = Forwarder::new(OutputSink::blocking(tx), Stream::Stderr, counters.clone());
+        fw.lines.extend((0..5).map(|i| (i, format!("l{i}"))));
+        let sender = tokio::spawn(async move {
+            fw.flush().await;
+            fw
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!sender.is_finished(), "a full blocking sink must wait");
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let l = rx.recv().await.unwrap();
+            assert_eq!(l.stream, Stream::Stderr);
+            got.push((l.timestamp_ms, l.line));
+        }
+        let mut fw = sender.await.unwrap();
+        assert_eq!(got, (0..5).map(|i| (i, format!("l{i}"))).collect::<Vec<_>>());
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.progress.load(Ordering::Relaxed), 5);
+        // A closed receiver: lines are discarded, never waited for.
+        drop(rx);
+        fw.lines.push((9, "gone".into()));
+        tokio::time::timeout(Duration::from_secs(1), fw.flush())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn readers_are_abandoned_only_without_progress() {
+        let grace = Duration::from_millis(200);
+        let counters = Arc::new(OutputCounters::default());
+        let c = counters.clone();
+        // Makes progress for five grace periods, then finishes.
+        let mut busy = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(grace / 2).await;
+                c.progress.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(wait_reader(&mut busy, &counters, grace).await);
+        // Stuck: abandoned after a grace period without progress.
+        let mut stuck = tokio::spawn(std::future::pending::<()>());
+        let t0 = tokio::time::Instant::now();
+        assert!(!wait_reader(&mut stuck, &counters, grace).await);
+        assert!(t0.elapsed() >= grace && t0.elapsed() < grace * 3);
+        assert!(stuck.await.unwrap_err().is_cancelled());
     }
 
     #[tokio::test]
