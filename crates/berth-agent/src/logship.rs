@@ -876,8 +876,17 @@ mod tests {
             w
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!writer.is_finished(), "a full buffer must make the writer wait");
-        assert!(shipper.lock().streams.values().all(|q| q.bytes <= MAX_CHUNK_BYTES));
+        assert!(
+            !writer.is_finished(),
+            "a full buffer must make the writer wait"
+        );
+        assert!(
+            shipper
+                .lock()
+                .streams
+                .values()
+                .all(|q| q.bytes <= MAX_CHUNK_BYTES)
+        );
         let mut got = Vec::new();
         while got.len() < n as usize {
             let batches = drain(&shipper).await;

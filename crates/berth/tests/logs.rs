@@ -481,9 +481,8 @@ fn blocking_mode_loses_no_line_of_a_flood() {
     let n: usize = 200_000;
     // ~100-byte lines, written with no pause (awk buffers its output: 4 KiB writes).
     let pad = "x".repeat(90);
-    let script = format!(
-        "awk 'BEGIN {{ for (i = 1; i <= {n}; i++) printf \"%07d {pad}\\n\", i }}'"
-    );
+    let script =
+        format!("awk 'BEGIN {{ for (i = 1; i <= {n}; i++) printf \"%07d {pad}\\n\", i }}'");
     let td = json!({
         "family": "flood",
         "containerDefinitions": [{
@@ -496,8 +495,13 @@ fn blocking_mode_loses_no_line_of_a_flood() {
         }]
     });
     let input = b.json_file(&td);
-    b.aws(&["ecs", "register-task-definition", "--cli-input-json", &input])
-        .json();
+    b.aws(&[
+        "ecs",
+        "register-task-definition",
+        "--cli-input-json",
+        &input,
+    ])
+    .json();
     let t0 = Instant::now();
     let v = b
         .aws(&["ecs", "run-task", "--task-definition", "flood"])

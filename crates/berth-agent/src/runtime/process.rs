@@ -1638,7 +1638,11 @@ mod tests {
     async fn forwarder_blocks_or_drops_by_mode() {
         let counters = Arc::new(OutputCounters::default());
         let (tx, mut rx) = mpsc::channel(2);
-        let mut fw = Forwarder::new(OutputSink::non_blocking(tx), Stream::Stdout, counters.clone());
+        let mut fw = Forwarder::new(
+            OutputSink::non_blocking(tx),
+            Stream::Stdout,
+            counters.clone(),
+        );
         fw.lines.extend((0..5).map(|i| (i, format!("l{i}"))));
         fw.flush().await;
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 3);
@@ -1662,7 +1666,10 @@ mod tests {
             got.push((l.timestamp_ms, l.line));
         }
         let mut fw = sender.await.unwrap();
-        assert_eq!(got, (0..5).map(|i| (i, format!("l{i}"))).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            (0..5).map(|i| (i, format!("l{i}"))).collect::<Vec<_>>()
+        );
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
         assert_eq!(counters.progress.load(Ordering::Relaxed), 5);
         // A closed receiver: lines are discarded, never waited for.
