@@ -1,7 +1,10 @@
 //! The ECS operation table: decode, run against the caller's partition, encode.
 
 use crate::state::{Ctx, World};
-use crate::{cluster, container_instance, pagination, service, tags, task, task_definition};
+use crate::{
+    cluster, container_instance, pagination, service, service_deployment, tags, task,
+    task_definition,
+};
 use berth_api::ecs as api;
 use berth_api::{ApiError, Service, decode, encode};
 
@@ -103,6 +106,18 @@ pub fn handle(
             api::ListServicesRequest,
             service::list
         ),
+        "ListServiceDeployments" => paged!(
+            world,
+            ctx,
+            body,
+            operation,
+            api::ListServiceDeploymentsRequest,
+            service_deployment::list
+        ),
+        "DescribeServiceDeployments" => op!(world, ctx, body, service_deployment::describe),
+        "DescribeServiceRevisions" => {
+            op!(world, ctx, body, service_deployment::describe_revisions)
+        }
         "RunTask" => op!(world, ctx, body, task::run),
         "StartTask" => op!(world, ctx, body, task::start),
         "StopTask" => op!(world, ctx, body, task::stop),

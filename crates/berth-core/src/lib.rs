@@ -20,6 +20,7 @@ pub mod pagination;
 pub mod placement;
 pub mod query;
 pub mod service;
+pub mod service_deployment;
 pub mod service_plan;
 pub mod state;
 pub mod tags;

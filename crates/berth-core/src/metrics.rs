@@ -909,6 +909,7 @@ mod tests {
                 steady: false,
                 throttled_event: false,
                 client_token: None,
+                ..Default::default()
             },
         );
         let usage = |id: &str| TaskUsage {

@@ -3,6 +3,7 @@
 //! want them, applying the pure plan from [`crate::service_plan`].
 
 use crate::placement::{self, Need};
+use crate::service_deployment::{self as sd, ServiceDeploymentRecord, ServiceRevisionRecord};
 use crate::service_plan::{self, Action, DeploymentView, Rollout, ServiceView, TaskView};
 use crate::state::{Ctx, Kind, Partition, TaskDefinitionRecord};
 use crate::task::{self, NewTask};
@@ -37,7 +38,7 @@ pub struct DeploymentMeta {
 }
 
 /// A service as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     /// Cluster name.
     pub cluster: String,
@@ -53,6 +54,16 @@ pub struct ServiceRecord {
     pub throttled_event: bool,
     /// CreateService idempotency token.
     pub client_token: Option<String>,
+    /// SHA-256 of the CreateService request that created it (hex), to tell a retry with the
+    /// same client token from a different request.
+    #[serde(default)]
+    pub request_digest: Option<String>,
+    /// Service deployments, oldest first (`service_deployment`).
+    #[serde(default)]
+    pub history: Vec<ServiceDeploymentRecord>,
+    /// Service revisions the history names.
+    #[serde(default)]
+    pub revisions: Vec<ServiceRevisionRecord>,
 }
 
 impl ServiceRecord {
@@ -134,9 +145,18 @@ fn deployment_config(
             "minimumHealthyPercent must be between 0 and 100.",
         ));
     }
-    if daemon && max != 100 {
+    // ECS's own words for a DAEMON service above 100 (as reported from CreateService by
+    // aws-cdk#2209 and terraform-provider-aws#4825). Below 100 is Berth's refusal, in the same
+    // form: the daemon scheduler replaces each instance's task in place, so only 100 means
+    // anything.
+    if daemon && max > 100 {
         return Err(EcsError::invalid(
-            "The maximumPercent value must be 100 for services using the DAEMON scheduling strategy.",
+            "The daemon scheduling strategy does not support values above 100 for maximumPercent on a deployment configuration. Change the maximumPercent value to 100, and try again",
+        ));
+    }
+    if daemon && max < 100 {
+        return Err(EcsError::invalid(
+            "The daemon scheduling strategy does not support values below 100 for maximumPercent on a deployment configuration. Change the maximumPercent value to 100, and try again",
         ));
     }
     if !daemon && max < 100 {
@@ -155,7 +175,12 @@ fn deployment_config(
     Ok(c)
 }
 
-fn find(p: &Partition, ctx: &Ctx<'_>, cluster_name: &str, reference: &str) -> Option<String> {
+pub(crate) fn find(
+    p: &Partition,
+    ctx: &Ctx<'_>,
+    cluster_name: &str,
+    reference: &str,
+) -> Option<String> {
     let name = if reference.starts_with("arn:") {
         let parsed = arn::parse(reference)?;
         if parsed.resource_type != "service"
@@ -176,7 +201,11 @@ fn find(p: &Partition, ctx: &Ctx<'_>, cluster_name: &str, reference: &str) -> Op
     p.services.contains_key(&k).then_some(k)
 }
 
-fn cluster_name(p: &Partition, ctx: &Ctx<'_>, reference: Option<&str>) -> Result<String, EcsError> {
+pub(crate) fn cluster_name(
+    p: &Partition,
+    ctx: &Ctx<'_>,
+    reference: Option<&str>,
+) -> Result<String, EcsError> {
     Ok(cluster::find_active(p, ctx, reference)?
         .cluster
         .cluster_name
@@ -223,22 +252,29 @@ pub fn create(
     let name = req.service_name.clone().unwrap_or_default();
     validate_name(&name)?;
     let k = key(&cluster_name, &name);
+    if let Some(t) = &req.client_token
+        && (t.is_empty() || t.len() > 36 || !t.bytes().all(|b| (33..=126).contains(&b)))
+    {
+        return Err(EcsError::invalid(
+            "clientToken must be 1 to 36 ASCII characters in the range 33-126.",
+        ));
+    }
+    let digest = request_digest(&req);
     if let Some(existing) = p.services.get(&k)
         && existing.status() != "INACTIVE"
     {
-        if req.client_token.is_some() && existing.client_token == req.client_token {
+        // A retry (same client token, same request) gets the service it created; anything
+        // else under an existing name is ECS's "not idempotent".
+        let same_request = existing
+            .request_digest
+            .as_ref()
+            .is_none_or(|d| *d == digest);
+        if req.client_token.is_some() && existing.client_token == req.client_token && same_request {
             return Ok(CreateServiceResponse {
                 service: Some(view(p, existing, false)),
             });
         }
         return Err(EcsError::invalid("Creation of service was not idempotent."));
-    }
-    if let Some(t) = &req.client_token
-        && (t.is_empty() || t.len() > 36)
-    {
-        return Err(EcsError::invalid(
-            "clientToken must be between 1 and 36 characters.",
-        ));
     }
     if let Some(ctrl) = &req.deployment_controller
         && ctrl.r#type.as_ref().is_some_and(|t| t.as_str() != "ECS")
@@ -369,13 +405,13 @@ pub fn create(
     service.deployments = Some(vec![deployment]);
     let mut meta = BTreeMap::new();
     meta.insert(
-        id,
+        id.clone(),
         DeploymentMeta {
             created_at_ms: ctx.now_ms,
             ..Default::default()
         },
     );
-    let rec = ServiceRecord {
+    let mut rec = ServiceRecord {
         cluster: cluster_name.clone(),
         service,
         meta,
@@ -383,7 +419,11 @@ pub fn create(
         steady: false,
         throttled_event: false,
         client_token: req.client_token.clone(),
+        request_digest: Some(digest),
+        history: Vec::new(),
+        revisions: Vec::new(),
     };
+    sd::start(p, &mut rec, ctx, &id, &td);
     p.services.insert(k.clone(), rec);
     save(p, ctx, &k);
     ctx.woken.push(String::new());
@@ -481,7 +521,7 @@ pub fn update(
     let new_deploy =
         td_changed || net_changed || placement_changed || req.force_new_deployment == Some(true);
 
-    let rec = p.services.get_mut(&k).ok_or(EcsError::ServiceNotFound)?;
+    let mut rec = p.services[&k].clone();
     if let Some(d) = req.desired_count {
         rec.service.desired_count = Some(d);
         rec.steady = false;
@@ -526,7 +566,7 @@ pub fn update(
             .get_or_insert_with(Vec::new)
             .insert(0, d);
         rec.meta.insert(
-            id,
+            id.clone(),
             DeploymentMeta {
                 created_at_ms: ctx.now_ms,
                 ..Default::default()
@@ -534,6 +574,13 @@ pub fn update(
         );
         rec.steady = false;
         rec.throttled_event = false;
+        let desired = rec.service.desired_count;
+        for d in rec.service.deployments.iter_mut().flatten() {
+            if d.status.as_deref() == Some("PRIMARY") {
+                d.desired_count = desired;
+            }
+        }
+        sd::start(p, &mut rec, ctx, &id, &effective_td);
     }
     let desired = rec.service.desired_count;
     for d in rec.service.deployments.iter_mut().flatten() {
@@ -541,6 +588,7 @@ pub fn update(
             d.desired_count = desired;
         }
     }
+    p.services.insert(k.clone(), rec);
     save(p, ctx, &k);
     ctx.woken.push(String::new());
     Ok(UpdateServiceResponse {
@@ -609,6 +657,7 @@ pub fn view(p: &Partition, rec: &ServiceRecord, with_tags: bool) -> ecs::Service
             d.failed_tasks = Some(m.failed_tasks);
         }
     }
+    sd::decorate(rec, &mut s);
     if !with_tags {
         s.tags = None;
     }
@@ -831,6 +880,7 @@ fn reconcile_one(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str) {
             for d in r.service.deployments.iter_mut().flatten() {
                 d.status = Some("INACTIVE".into());
             }
+            sd::on_deleted(r);
         }
         save(p, ctx, k);
         return;
@@ -986,6 +1036,19 @@ fn apply(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str, actions: Vec<Action>, th
                 if state == Rollout::Completed {
                     rec.last_completed = td.map(|t| (deployment.clone(), t));
                 }
+                if state != Rollout::InProgress {
+                    let now = ctx.now_ms;
+                    with_record(p, k, |p, rec| {
+                        sd::on_rollout(
+                            p,
+                            rec,
+                            now,
+                            &deployment,
+                            state == Rollout::Completed,
+                            &reason,
+                        );
+                    });
+                }
                 changed = true;
             }
             Action::RollBack { failed } => {
@@ -1015,6 +1078,9 @@ fn apply(p: &mut Partition, ctx: &mut Ctx<'_>, k: &str, actions: Vec<Action>, th
                     m.failed_tasks = failed_tasks;
                     m.proven = proven;
                     changed = true;
+                }
+                if let Some(rec) = p.services.get_mut(k) {
+                    sd::on_breaker(rec, &deployment, failed_tasks);
                 }
             }
             Action::Throttle { .. } => {}
@@ -1116,7 +1182,8 @@ fn roll_back(
         }
     }
     let reason = format!("ECS deployment circuit breaker: rolling back to deploymentId {good_id}.");
-    let (d, id) = new_deployment(ctx, &rec.service, &good_td, Some(reason));
+    let (d, id) = new_deployment(ctx, &rec.service, &good_td, Some(reason.clone()));
+    sd::on_rollback(rec, ctx.now_ms, failed, &good_id, &id, &reason);
     rec.service.task_definition = Some(good_td);
     rec.service
         .deployments
@@ -1131,7 +1198,6 @@ fn roll_back(
         },
     );
     rec.steady = false;
-    let _ = failed;
     events.push(format!(
         "(service {name}) rolling back to deployment {good_id}."
     ));
@@ -1273,6 +1339,24 @@ fn launch(
         format!("(service {name}) was unable to place a task because no container instance met all of its requirements. {why}")
     });
     (ids, failure)
+}
+
+/// Run `f` over the service record at `k` with the rest of the partition readable.
+fn with_record(p: &mut Partition, k: &str, f: impl FnOnce(&Partition, &mut ServiceRecord)) {
+    if let Some(mut rec) = p.services.remove(k) {
+        f(p, &mut rec);
+        p.services.insert(k.to_string(), rec);
+    }
+}
+
+/// SHA-256 (hex) of a CreateService request as decoded.
+fn request_digest(req: &CreateServiceRequest) -> String {
+    use sha2::{Digest, Sha256};
+    let body = serde_json::to_vec(req).unwrap_or_default();
+    Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Load helper: the record key of a service record.

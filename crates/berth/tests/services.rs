@@ -1388,6 +1388,54 @@ fn daemon_service_runs_one_task_per_instance() {
         assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
         assert_eq!(t["stopCode"], "ServiceSchedulerInitiated", "{t:#}");
     }
+
+    // ECS's deployment configuration rules for DAEMON, in its words.
+    let update = |conf: &str| {
+        b.aws(&[
+            "ecs",
+            "update-service",
+            "--service",
+            "daemon",
+            "--deployment-configuration",
+            conf,
+        ])
+    };
+    update("maximumPercent=200").fails_with(
+        "InvalidParameterException",
+        "The daemon scheduling strategy does not support values above 100 for maximumPercent on a deployment configuration. Change the maximumPercent value to 100, and try again",
+    );
+    update("maximumPercent=50").fails_with(
+        "InvalidParameterException",
+        "Change the maximumPercent value to 100, and try again",
+    );
+    update("minimumHealthyPercent=101")
+        .fails_with("InvalidParameterException", "minimumHealthyPercent");
+    b.aws(&[
+        "ecs",
+        "create-service",
+        "--service-name",
+        "daemon2",
+        "--task-definition",
+        &td,
+        "--scheduling-strategy",
+        "DAEMON",
+        "--deployment-configuration",
+        "maximumPercent=200,minimumHealthyPercent=100",
+    ])
+    .fails_with(
+        "InvalidParameterException",
+        "The daemon scheduling strategy does not support values above 100 for maximumPercent",
+    );
+    // A minimum below 100 is allowed (ECS accepts any 0-100 for DAEMON).
+    let v = update("maximumPercent=100,minimumHealthyPercent=50").json();
+    assert_eq!(
+        v["service"]["deploymentConfiguration"]["minimumHealthyPercent"], 50,
+        "{v:#}"
+    );
+    assert_eq!(
+        v["service"]["deploymentConfiguration"]["maximumPercent"],
+        100
+    );
     agent.kill();
 }
 
@@ -1552,4 +1600,555 @@ fn bad_service_input_returns_ecs_errors_and_changes_nothing() {
     assert_eq!(primary(now)["id"], keep_dep.as_str());
     let tasks = b.ecs_ok("ListTasks", &json!({}));
     assert_eq!(tasks["taskArns"], json!([]));
+}
+
+// -------------------------------------------------------------------- 9. tags, tokens, placement
+
+/// `--propagate-tags SERVICE | TASK_DEFINITION` and `--enable-ecs-managed-tags` put tags on
+/// the service's tasks (describe-tasks --include TAGS); without them tasks have none.
+#[test]
+fn service_tags_propagate_to_its_tasks() {
+    let fx = Fixture::start();
+    let b = fx.b();
+    let mut td = ec2_td("tagged", vec![container("app", &fx.forever())]);
+    td["tags"] = json!([{"key": "owner", "value": "task-definition"}]);
+    let td = register(b, &td);
+    let create = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--service-name",
+            name,
+            "--task-definition",
+            &td,
+            "--desired-count",
+            "1",
+            "--tags",
+            "key=team,value=web",
+        ];
+        args.extend_from_slice(extra);
+        create_service(b, &args)
+    };
+    let by_service = create(
+        "by-service",
+        &["--propagate-tags", "SERVICE", "--enable-ecs-managed-tags"],
+    );
+    assert_eq!(by_service["propagateTags"], "SERVICE", "{by_service:#}");
+    assert_eq!(by_service["enableECSManagedTags"], true);
+    let by_td = create("by-td", &["--propagate-tags", "TASK_DEFINITION"]);
+    assert_eq!(by_td["propagateTags"], "TASK_DEFINITION");
+    assert_eq!(by_td["enableECSManagedTags"], false);
+    let plain = create("plain", &[]);
+    assert_eq!(plain["propagateTags"], "NONE", "ECS's default: {plain:#}");
+    assert_eq!(plain["enableECSManagedTags"], false);
+
+    let tags_of = |name: &str| -> BTreeMap<String, String> {
+        wait_steady(b, name, 1, secs(30));
+        let tasks = list_tasks(b, &["--service-name", name]);
+        assert_eq!(tasks.len(), 1);
+        let mut args = vec!["ecs", "describe-tasks", "--include", "TAGS", "--tasks"];
+        args.extend(tasks.iter().map(String::as_str));
+        let v = b.aws(&args).json();
+        v["tasks"][0]["tags"]
+            .as_array()
+            .unwrap_or_else(|| panic!("tags are listed when included: {v:#}"))
+            .iter()
+            .map(|t| (s(&t["key"]).to_string(), s(&t["value"]).to_string()))
+            .collect()
+    };
+    let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    };
+    assert_eq!(
+        tags_of("by-service"),
+        expect(&[
+            ("team", "web"),
+            ("aws:ecs:serviceName", "by-service"),
+            ("aws:ecs:clusterName", "default"),
+        ])
+    );
+    assert_eq!(tags_of("by-td"), expect(&[("owner", "task-definition")]));
+    assert_eq!(tags_of("plain"), expect(&[]));
+    // The service's own tags, with --include TAGS only.
+    let v = b
+        .aws(&[
+            "ecs",
+            "describe-services",
+            "--services",
+            "by-service",
+            "--include",
+            "TAGS",
+        ])
+        .json();
+    assert_eq!(
+        v["services"][0]["tags"],
+        json!([{"key": "team", "value": "web"}])
+    );
+    assert!(describe_service(b, "by-service").get("tags").is_none());
+    // Switching propagation off applies to tasks started from then on.
+    update_service(
+        b,
+        "by-service",
+        &[
+            "--propagate-tags",
+            "NONE",
+            "--no-enable-ecs-managed-tags",
+            "--force-new-deployment",
+        ],
+    );
+    wait_service(b, "by-service", "redeployed", secs(30), |v| {
+        steady(v, 1) && i(&primary(v)["runningCount"]) == 1
+    });
+    assert_eq!(tags_of("by-service"), expect(&[]));
+}
+
+/// CreateService's `--client-token`: a retry with the same token and the same request
+/// returns the service it created (no second service, no new deployment); the same token
+/// with a different request, or the same request without it, is ECS's "not idempotent".
+#[test]
+fn create_service_client_token_is_idempotent() {
+    let fx = Fixture::start();
+    let b = fx.b();
+    register(b, &ec2_td("idem", vec![container("app", &fx.forever())]));
+    let args = |count: &'static str, token: Option<&'static str>| {
+        let mut a = vec![
+            "ecs",
+            "create-service",
+            "--service-name",
+            "idem",
+            "--task-definition",
+            "idem",
+            "--desired-count",
+            count,
+        ];
+        if let Some(t) = token {
+            a.extend_from_slice(&["--client-token", t]);
+        }
+        a
+    };
+    let first = b.aws(&args("1", Some("retry-me"))).json()["service"].clone();
+    let dep = s(&primary(&first)["id"]).to_string();
+    wait_steady(b, "idem", 1, secs(30));
+    let again = b.aws(&args("1", Some("retry-me"))).json()["service"].clone();
+    for field in ["serviceArn", "createdAt", "taskDefinition", "desiredCount"] {
+        assert_eq!(again[field], first[field], "{field}: {again:#}");
+    }
+    assert_eq!(deployments(&again).len(), 1, "{again:#}");
+    assert_eq!(primary(&again)["id"], dep.as_str());
+    b.aws(&args("2", Some("retry-me"))).fails_with(
+        "InvalidParameterException",
+        "Creation of service was not idempotent.",
+    );
+    b.aws(&args("1", Some("another-token"))).fails_with(
+        "InvalidParameterException",
+        "Creation of service was not idempotent.",
+    );
+    b.aws(&args("1", None)).fails_with(
+        "InvalidParameterException",
+        "Creation of service was not idempotent.",
+    );
+    let long = "x".repeat(37);
+    let mut too_long = args("1", None);
+    too_long[3] = "other";
+    too_long.extend_from_slice(&["--client-token", &long]);
+    b.aws(&too_long)
+        .fails_with("InvalidParameterException", "clientToken");
+    // Nothing else was created or started.
+    let listed = b.ecs_ok("ListServices", &json!({}));
+    assert_eq!(listed["serviceArns"], json!([first["serviceArn"]]));
+    let svc = describe_service(b, "idem");
+    assert_eq!(svc["desiredCount"], 1);
+    assert_eq!(svc["runningCount"], 1);
+    assert_eq!(list_tasks(b, &["--service-name", "idem"]).len(), 1);
+}
+
+/// Placement with two agents: `distinctInstance` puts each task on its own instance and
+/// leaves a third unplaced (with ECS's event), `binpack` on memory fills the fuller instance
+/// first, and a `memberOf` constraint limits the service to the instances it names.
+#[test]
+fn service_placement_constraints_and_strategies_are_honoured() {
+    let fx = Fixture::start();
+    let b = fx.b();
+    let _agent = start_agent(b);
+    let instances = fx.wait_instances(2);
+    // The local agent registered 8192 MiB, the second one 1024 MiB.
+    let described = b.ecs_ok(
+        "DescribeContainerInstances",
+        &json!({"containerInstances": instances}),
+    );
+    let small = described["containerInstances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ci| {
+            ci["registeredResources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "MEMORY" && r["integerValue"] == 1024)
+        })
+        .map(|ci| s(&ci["containerInstanceArn"]).to_string())
+        .unwrap_or_else(|| panic!("the 1024 MiB agent: {described:#}"));
+    let td = register(b, &ec2_td("placed", vec![container("app", &fx.forever())]));
+    let on = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = running_tasks(b, name)
+            .iter()
+            .map(|t| s(&t["containerInstanceArn"]).to_string())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // distinctInstance: one task per instance, never two on one.
+    let created = create_service(
+        b,
+        &[
+            "--service-name",
+            "distinct",
+            "--task-definition",
+            &td,
+            "--desired-count",
+            "2",
+            "--placement-constraints",
+            "type=distinctInstance",
+        ],
+    );
+    assert_eq!(
+        created["placementConstraints"],
+        json!([{"type": "distinctInstance"}]),
+        "{created:#}"
+    );
+    wait_steady(b, "distinct", 2, secs(30));
+    let mut both = instances.clone();
+    both.sort();
+    assert_eq!(on("distinct"), both);
+    update_service(b, "distinct", &["--desired-count", "3"]);
+    let stuck = wait_service(b, "distinct", "unable to place", secs(20), |v| {
+        has_event(v, "(service distinct) was unable to place a task")
+    });
+    assert_eq!(stuck["runningCount"], 2, "{stuck:#}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(on("distinct"), both, "no third task on either instance");
+    let svc = describe_service(b, "distinct");
+    assert_eq!(svc["runningCount"], 2, "{svc:#}");
+    assert_eq!(svc["desiredCount"], 3);
+    assert!(has_event(
+        &svc,
+        "(service distinct) was unable to place a task because no container instance met all of its requirements."
+    ));
+    update_service(b, "distinct", &["--desired-count", "0"]);
+    wait_steady(b, "distinct", 0, secs(30));
+
+    // binpack on memory: the instance with the least memory left takes them all.
+    let packed = create_service(
+        b,
+        &[
+            "--service-name",
+            "packed",
+            "--task-definition",
+            &td,
+            "--desired-count",
+            "3",
+            "--placement-strategy",
+            "type=binpack,field=memory",
+        ],
+    );
+    assert_eq!(
+        packed["placementStrategy"],
+        json!([{"type": "binpack", "field": "memory"}])
+    );
+    wait_steady(b, "packed", 3, secs(30));
+    assert_eq!(on("packed"), vec![small.clone(); 3]);
+
+    // memberOf: only the named instance (cluster query language).
+    let large = instances.iter().find(|i| **i != small).unwrap().clone();
+    let expr = format!("ec2InstanceId != '{}'", {
+        let v = b.ecs_ok(
+            "DescribeContainerInstances",
+            &json!({"containerInstances": [small.clone()]}),
+        );
+        s(&v["containerInstances"][0]["ec2InstanceId"]).to_string()
+    });
+    let constraints = json!([{"type": "memberOf", "expression": expr}]);
+    create_service(
+        b,
+        &[
+            "--service-name",
+            "member",
+            "--task-definition",
+            &td,
+            "--desired-count",
+            "2",
+            "--placement-constraints",
+            &constraints.to_string(),
+        ],
+    );
+    wait_steady(b, "member", 2, secs(30));
+    assert_eq!(on("member"), vec![large.clone(); 2]);
+    let svc = describe_service(b, "member");
+    assert_eq!(svc["placementConstraints"], constraints);
+}
+
+// -------------------------------------------------------------------- 10. deployment history
+
+/// The service deployment API (ListServiceDeployments, DescribeServiceDeployments,
+/// DescribeServiceRevisions, DescribeServices' currentServiceDeployment /
+/// currentServiceRevisions) through a create, a rolling update and a circuit-breaker rollback.
+#[test]
+fn service_deployments_and_revisions_tell_the_history() {
+    let fx = Fixture::start();
+    let b = fx.b();
+    let v1 = register(b, &ec2_td("hist", vec![container("app", &fx.forever())]));
+    let v2 = register(b, &ec2_td("hist", vec![container("app", &fx.forever())]));
+    let broken = register(b, &ec2_td("hist", vec![container("app", &fx.sh("exit 1"))]));
+    let config = json!({
+        "maximumPercent": 200,
+        "minimumHealthyPercent": 50,
+        "deploymentCircuitBreaker": {"enable": true, "rollback": true},
+    })
+    .to_string();
+    create_service(
+        b,
+        &[
+            "--service-name",
+            "hist",
+            "--task-definition",
+            &v1,
+            "--desired-count",
+            "2",
+            "--deployment-configuration",
+            &config,
+        ],
+    );
+    wait_steady(b, "hist", 2, secs(30));
+    let prefix = format!("arn:aws:ecs:us-east-1:{}:", common::ACCOUNT);
+    let list = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec!["ecs", "list-service-deployments", "--service", "hist"];
+        args.extend_from_slice(extra);
+        b.aws(&args).json()["serviceDeployments"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let describe = |arn: &str| -> Value {
+        let v = b
+            .aws(&[
+                "ecs",
+                "describe-service-deployments",
+                "--service-deployment-arns",
+                arn,
+            ])
+            .json();
+        assert_eq!(v["failures"], json!([]), "{v:#}");
+        v["serviceDeployments"][0].clone()
+    };
+    let revision = |arn: &str| -> Value {
+        let v = b
+            .aws(&[
+                "ecs",
+                "describe-service-revisions",
+                "--service-revision-arns",
+                arn,
+            ])
+            .json();
+        assert_eq!(v["failures"], json!([]), "{v:#}");
+        v["serviceRevisions"][0].clone()
+    };
+
+    // 1. The creation is a service deployment.
+    let first = wait_until("the first service deployment SUCCESSFUL", secs(10), || {
+        let l = list(&[]);
+        (l.len() == 1 && l[0]["status"] == "SUCCESSFUL").then(|| l[0].clone())
+    });
+    let first_arn = s(&first["serviceDeploymentArn"]).to_string();
+    assert!(
+        first_arn.starts_with(&format!("{prefix}service-deployment/default/hist/")),
+        "{first:#}"
+    );
+    let rev1 = s(&first["targetServiceRevisionArn"]).to_string();
+    assert!(
+        rev1.starts_with(&format!("{prefix}service-revision/default/hist/")),
+        "{first:#}"
+    );
+    assert_eq!(
+        first["serviceArn"],
+        format!("{prefix}service/default/hist").as_str()
+    );
+    assert_eq!(
+        first["clusterArn"],
+        format!("{prefix}cluster/default").as_str()
+    );
+    assert!(
+        f(&first["finishedAt"]) >= f(&first["startedAt"]),
+        "{first:#}"
+    );
+    let svc = describe_service(b, "hist");
+    assert_eq!(
+        svc["currentServiceDeployment"],
+        first_arn.as_str(),
+        "{svc:#}"
+    );
+    assert_eq!(
+        svc["currentServiceRevisions"],
+        json!([{"arn": rev1, "requestedTaskCount": 2, "runningTaskCount": 2, "pendingTaskCount": 0}])
+    );
+    let r1 = revision(&rev1);
+    assert_eq!(r1["serviceRevisionArn"], rev1.as_str());
+    assert_eq!(r1["taskDefinition"], v1.as_str());
+    assert_eq!(r1["launchType"], "EC2");
+    assert_eq!(r1["serviceArn"], first["serviceArn"]);
+    assert_eq!(
+        r1["containerImages"],
+        json!([{"containerName": "app", "image": "public.ecr.aws/docker/library/busybox:latest"}])
+    );
+
+    // 2. A rolling update: a second service deployment, from revision 1 to revision 2.
+    update_service(b, "hist", &["--task-definition", &v2]);
+    wait_service(b, "hist", "on v2", secs(40), |v| {
+        steady(v, 2) && v["taskDefinition"] == v2.as_str()
+    });
+    let second = wait_until("the second service deployment SUCCESSFUL", secs(10), || {
+        let l = list(&[]);
+        (l.len() == 2 && l[0]["status"] == "SUCCESSFUL").then(|| l[0].clone())
+    });
+    let second_arn = s(&second["serviceDeploymentArn"]).to_string();
+    assert_ne!(second_arn, first_arn);
+    assert_eq!(
+        list(&[])[1]["serviceDeploymentArn"],
+        first_arn.as_str(),
+        "newest first"
+    );
+    let rev2 = s(&second["targetServiceRevisionArn"]).to_string();
+    assert_ne!(rev2, rev1);
+    let d2 = describe(&second_arn);
+    assert_eq!(d2["status"], "SUCCESSFUL", "{d2:#}");
+    assert_eq!(
+        d2["sourceServiceRevisions"][0]["arn"],
+        rev1.as_str(),
+        "{d2:#}"
+    );
+    assert_eq!(d2["sourceServiceRevisions"].as_array().unwrap().len(), 1);
+    assert_eq!(d2["targetServiceRevision"]["arn"], rev2.as_str());
+    assert_eq!(d2["targetServiceRevision"]["runningTaskCount"], 2, "{d2:#}");
+    assert_eq!(d2["deploymentConfiguration"]["minimumHealthyPercent"], 50);
+    assert_eq!(
+        d2["deploymentCircuitBreaker"],
+        json!({"status": "MONITORING_COMPLETE", "failureCount": 0, "threshold": 3})
+    );
+    assert!(d2.get("rollback").is_none(), "{d2:#}");
+    assert_eq!(revision(&rev2)["taskDefinition"], v2.as_str());
+    assert_eq!(
+        describe_service(b, "hist")["currentServiceDeployment"],
+        second_arn.as_str()
+    );
+
+    // 3. A broken revision: the breaker trips and rolls back to revision 2.
+    update_service(b, "hist", &["--task-definition", &broken]);
+    let third = wait_until("the third service deployment rolled back", secs(60), || {
+        let l = list(&[]);
+        (l.len() == 3 && l[0]["status"] == "ROLLBACK_SUCCESSFUL").then(|| l[0].clone())
+    });
+    let end = wait_steady(b, "hist", 2, secs(30));
+    assert_eq!(end["taskDefinition"], v2.as_str());
+    let third_arn = s(&third["serviceDeploymentArn"]).to_string();
+    let rev3 = s(&third["targetServiceRevisionArn"]).to_string();
+    assert_eq!(revision(&rev3)["taskDefinition"], broken.as_str());
+    let d3 = describe(&third_arn);
+    assert_eq!(d3["status"], "ROLLBACK_SUCCESSFUL", "{d3:#}");
+    assert_eq!(
+        d3["rollback"]["serviceRevisionArn"],
+        rev2.as_str(),
+        "{d3:#}"
+    );
+    assert!(
+        s(&d3["rollback"]["reason"]).contains("circuit breaker"),
+        "{d3:#}"
+    );
+    assert!(f(&d3["rollback"]["startedAt"]) >= f(&d3["startedAt"]));
+    assert!(f(&d3["finishedAt"]) >= f(&d3["rollback"]["startedAt"]));
+    assert_eq!(d3["deploymentCircuitBreaker"]["status"], "TRIGGERED");
+    assert!(
+        i(&d3["deploymentCircuitBreaker"]["failureCount"]) >= 3,
+        "{d3:#}"
+    );
+    assert_eq!(d3["sourceServiceRevisions"][0]["arn"], rev2.as_str());
+    let svc = describe_service(b, "hist");
+    assert_eq!(svc["currentServiceDeployment"], third_arn.as_str());
+    assert_eq!(
+        svc["currentServiceRevisions"],
+        json!([{"arn": rev2, "requestedTaskCount": 2, "runningTaskCount": 2, "pendingTaskCount": 0}]),
+        "the rollback runs revision 2: {svc:#}"
+    );
+
+    // Filters and paging.
+    let only = list(&["--status", "ROLLBACK_SUCCESSFUL"]);
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["serviceDeploymentArn"], third_arn.as_str());
+    assert_eq!(list(&["--status", "SUCCESSFUL", "IN_PROGRESS"]).len(), 2);
+    #[allow(clippy::cast_possible_truncation)]
+    let later = (common::now_secs() + 3600.0) as i64;
+    assert!(list(&["--created-at", &format!("after={later}")]).is_empty());
+    assert_eq!(list(&["--created-at", &format!("before={later}")]).len(), 3);
+    let page = b.ecs_ok(
+        "ListServiceDeployments",
+        &json!({"service": "hist", "maxResults": 2}),
+    );
+    let got: Vec<&str> = page["serviceDeployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| s(&d["serviceDeploymentArn"]))
+        .collect();
+    assert_eq!(got, vec![third_arn.as_str(), second_arn.as_str()]);
+    let rest = b.ecs_ok(
+        "ListServiceDeployments",
+        &json!({"service": "hist", "maxResults": 2, "nextToken": page["nextToken"]}),
+    );
+    assert_eq!(
+        rest["serviceDeployments"][0]["serviceDeploymentArn"],
+        first_arn.as_str()
+    );
+    assert!(rest.get("nextToken").is_none(), "{rest:#}");
+
+    // Unknowns and errors.
+    b.aws(&["ecs", "list-service-deployments", "--service", "nope"])
+        .fails_with("ServiceNotFoundException", "Service not found.");
+    let ghost = format!("{prefix}service-deployment/default/hist/nope");
+    let v = b
+        .aws(&[
+            "ecs",
+            "describe-service-deployments",
+            "--service-deployment-arns",
+            &ghost,
+            &first_arn,
+        ])
+        .json();
+    assert_eq!(v["failures"], json!([{"arn": ghost, "reason": "MISSING"}]));
+    assert_eq!(
+        v["serviceDeployments"][0]["serviceDeploymentArn"],
+        first_arn.as_str()
+    );
+    let ghost_rev = format!("{prefix}service-revision/default/hist/1");
+    let v = b
+        .aws(&[
+            "ecs",
+            "describe-service-revisions",
+            "--service-revision-arns",
+            &ghost_rev,
+        ])
+        .json();
+    assert_eq!(
+        v["failures"],
+        json!([{"arn": ghost_rev, "reason": "MISSING"}])
+    );
+    assert_eq!(v["serviceRevisions"], json!([]));
+
+    // Deleting the service deletes its history (as ECS does).
+    b.aws(&["ecs", "delete-service", "--service", "hist", "--force"])
+        .json();
+    wait_service(b, "hist", "INACTIVE", secs(30), |v| {
+        v["status"] == "INACTIVE"
+    });
+    assert!(list(&[]).is_empty());
 }
