@@ -8,6 +8,7 @@
 
 use berth_api::ecs;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Version of this protocol; a server refuses agents speaking another.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -127,8 +128,10 @@ pub struct DesiredTask {
     pub cluster_arn: String,
     /// `RUNNING` or `STOPPED`.
     pub desired_status: String,
-    /// The task definition revision.
-    pub task_definition: ecs::TaskDefinition,
+    /// The task definition revision (shared: the tasks of one revision in one desired state
+    /// point at one copy; on the wire it is the plain definition).
+    #[serde(with = "shared")]
+    pub task_definition: Arc<ecs::TaskDefinition>,
     /// Overrides from RunTask/StartTask, to apply over the definition.
     pub overrides: ecs::TaskOverride,
     /// Task-level CPU units and memory MiB after overrides, if set.
@@ -139,6 +142,25 @@ pub struct DesiredTask {
     pub launch_type: String,
     /// Why the server wants it stopped (for the record), if it does.
     pub stop_reason: Option<String>,
+}
+
+/// (De)serializes an `Arc<T>` as the `T` it holds (serde's `rc` feature, for one field).
+mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        v: &Arc<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        T::serialize(v, s)
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<T>, D::Error> {
+        T::deserialize(d).map(Arc::new)
+    }
 }
 
 /// Observed state of one task.

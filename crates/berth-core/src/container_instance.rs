@@ -34,9 +34,17 @@ pub fn connected(p: &Partition, id: &str, now_ms: i64) -> bool {
         .is_some_and(|l| now_ms - l.last_seen_ms <= AGENT_TIMEOUT_MS)
 }
 
-/// Record that the agent of `id` was heard from.
-pub fn heartbeat(p: &mut Partition, id: &str, now_ms: i64) {
-    p.liveness.entry(id.to_string()).or_default().last_seen_ms = now_ms;
+/// Record that the agent of `id` was heard from at `at_ms` (a request's arrival). Never moves
+/// back: a request that arrived earlier but is processed later leaves a later stamp alone.
+pub fn heartbeat(p: &mut Partition, id: &str, at_ms: i64) {
+    let l = p.liveness.entry(id.to_string()).or_default();
+    l.last_seen_ms = l.last_seen_ms.max(at_ms);
+}
+
+/// The version of instance `id`'s desired state (what [`crate::task::desired_state`] would
+/// carry), without building it.
+pub fn desired_version(p: &Partition, id: &str) -> u64 {
+    p.liveness.get(id).map_or(0, |l| l.desired_version)
 }
 
 /// Bump the desired-state version of instance `id` and note it for waking.
@@ -51,14 +59,12 @@ pub fn used(p: &Partition, id: &str) -> (i32, i32, Vec<i32>) {
     let mut cpu = 0;
     let mut mem = 0;
     let mut ports = Vec::new();
-    for t in p.tasks.values() {
-        if t.instance_id.as_deref() == Some(id) && !t.is_stopped() {
-            if t.reservation.counted {
-                cpu += t.reservation.cpu;
-                mem += t.reservation.memory;
-            }
-            ports.extend(t.reservation.ports.iter().copied());
+    for (_, t) in p.tasks.live_on(id) {
+        if t.reservation.counted {
+            cpu += t.reservation.cpu;
+            mem += t.reservation.memory;
         }
+        ports.extend(t.reservation.ports.iter().copied());
     }
     ports.sort_unstable();
     ports.dedup();
@@ -397,20 +403,16 @@ impl query::Subject for InstanceSubject<'_> {
             "runningTasksCount" => Some(vec![
                 self.p
                     .tasks
-                    .values()
-                    .filter(|t| {
-                        t.instance_id.as_deref() == Some(self.id)
-                            && t.task.last_status.as_deref() == Some("RUNNING")
-                    })
+                    .live_on(self.id)
+                    .filter(|(_, t)| t.task.last_status.as_deref() == Some("RUNNING"))
                     .count()
                     .to_string(),
             ]),
             "task:group" => Some(
                 self.p
                     .tasks
-                    .values()
-                    .filter(|t| t.instance_id.as_deref() == Some(self.id) && !t.is_stopped())
-                    .filter_map(|t| t.task.group.clone())
+                    .live_on(self.id)
+                    .filter_map(|(_, t)| t.task.group.clone())
                     .collect(),
             ),
             _ => None,
@@ -485,10 +487,7 @@ pub fn deregister(
         .filter(|id| p.instances[*id].instance.status.as_deref() != Some("INACTIVE"))
         .ok_or_else(|| EcsError::invalid("The referenced container instance was not found."))?
         .to_string();
-    let busy = p
-        .tasks
-        .values()
-        .any(|t| t.instance_id.as_deref() == Some(&id) && !t.is_stopped());
+    let busy = p.tasks.any_live_on(&id);
     if busy && req.force != Some(true) {
         return Err(EcsError::invalid(
             "Found running tasks on the instance. Stop the tasks or use force to deregister the instance.",

@@ -10,6 +10,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod tasks;
+pub use tasks::{TaskMut, Tasks};
+
 /// Where resources live: an AWS account and region.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PartitionKey {
@@ -296,8 +299,8 @@ pub struct Partition {
     pub families: BTreeMap<String, Family>,
     /// Container instances by id.
     pub instances: BTreeMap<String, InstanceRecord>,
-    /// Tasks by id.
-    pub tasks: BTreeMap<String, TaskRecord>,
+    /// Tasks by id, indexed by the instance they run on.
+    pub tasks: Tasks,
     /// Agent connections by instance id (in memory only).
     pub liveness: BTreeMap<String, Liveness>,
     /// Services by `cluster/name`.

@@ -16,7 +16,8 @@ use berth_api::ecs::{
     PlacementConstraintType, PlacementStrategy, RunTaskRequest, RunTaskResponse, StartTaskRequest,
     StartTaskResponse, StopTaskRequest, StopTaskResponse, TaskOverride, TaskStopCode,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Default time STOPPED tasks stay describable (ECS: at least an hour).
 pub const STOPPED_TASK_RETENTION_MS: i64 = 60 * 60 * 1000;
@@ -387,9 +388,8 @@ pub(crate) fn candidates(
                 .all(|e| container_instance::matches(p, id, rec, ctx.now_ms, e)),
             groups: p
                 .tasks
-                .values()
-                .filter(|t| t.instance_id.as_deref() == Some(id) && !t.is_stopped())
-                .filter_map(|t| t.task.group.clone())
+                .live_on(id)
+                .filter_map(|(_, t)| t.task.group.clone())
                 .collect(),
             attributes: rec
                 .instance
@@ -774,7 +774,7 @@ pub fn request_stop(
     code: TaskStopCode,
     reason: &str,
 ) -> bool {
-    let Some(t) = p.tasks.get_mut(id) else {
+    let Some(mut t) = p.tasks.get_mut(id) else {
         return false;
     };
     if t.task.desired_status.as_deref() == Some("STOPPED") || t.is_stopped() {
@@ -785,13 +785,14 @@ pub fn request_stop(
     t.task.stopped_reason = Some(reason.to_string());
     t.task.version = Some(t.task.version.unwrap_or(0) + 1);
     let instance = t.instance_id.clone();
+    drop(t);
     let orphaned = instance.as_ref().is_none_or(|i| {
         p.instances
             .get(i)
             .is_none_or(|r| r.instance.status.as_deref() == Some("INACTIVE"))
     });
     if orphaned {
-        finish_stopped(p.tasks.get_mut(id), ctx.now_ms);
+        finish_stopped(p.tasks.get_mut(id).as_deref_mut(), ctx.now_ms);
     }
     let saved = p.tasks[id].clone();
     ctx.put(Kind::Task, &keys::task(&saved.cluster, id), &saved);
@@ -990,15 +991,24 @@ pub fn list(
 
 /// The desired state of instance `id`: every task placed there that is not yet STOPPED.
 pub fn desired_state(p: &Partition, id: &str) -> DesiredState {
-    let version = p.liveness.get(id).map_or(0, |l| l.desired_version);
+    let version = container_instance::desired_version(p, id);
+    // The tasks of one revision share one copy of it.
+    let mut definitions: BTreeMap<&str, Arc<ecs::TaskDefinition>> = BTreeMap::new();
     let tasks = p
         .tasks
-        .values()
-        .filter(|t| t.instance_id.as_deref() == Some(id) && !t.is_stopped())
-        .filter_map(|t| {
+        .live_on(id)
+        .filter_map(|(_, t)| {
             let td_arn = t.task.task_definition_arn.as_deref()?;
-            let (family, rev) = td_arn.rsplit_once('/')?.1.rsplit_once(':')?;
-            let td = p.families.get(family)?.revisions.get(&rev.parse().ok()?)?;
+            let task_definition = match definitions.get(td_arn) {
+                Some(td) => Arc::clone(td),
+                None => {
+                    let (family, rev) = td_arn.rsplit_once('/')?.1.rsplit_once(':')?;
+                    let td = p.families.get(family)?.revisions.get(&rev.parse().ok()?)?;
+                    let td = Arc::new(td.task_definition.clone());
+                    definitions.insert(td_arn, Arc::clone(&td));
+                    td
+                }
+            };
             let overrides = t.task.overrides.clone().unwrap_or_default();
             Some(DesiredTask {
                 task_arn: t.task.task_arn.clone().unwrap_or_default(),
@@ -1010,7 +1020,7 @@ pub fn desired_state(p: &Partition, id: &str) -> DesiredState {
                     .unwrap_or_else(|| "RUNNING".into()),
                 cpu: t.task.cpu.clone(),
                 memory: t.task.memory.clone(),
-                task_definition: td.task_definition.clone(),
+                task_definition,
                 overrides,
                 launch_type: t
                     .task
@@ -1030,7 +1040,7 @@ pub fn desired_state(p: &Partition, id: &str) -> DesiredState {
 /// Status never moves backwards; STOPPED is final.
 pub fn apply_report(p: &mut Partition, ctx: &mut Ctx<'_>, instance_id: &str, r: &TaskReport) {
     let id = arn::last_segment(&r.task_arn).to_string();
-    let Some(t) = p.tasks.get_mut(&id) else {
+    let Some(mut t) = p.tasks.get_mut(&id) else {
         return;
     };
     if t.instance_id.as_deref() != Some(instance_id) || t.is_stopped() {
@@ -1092,11 +1102,12 @@ pub fn apply_report(p: &mut Partition, ctx: &mut Ctx<'_>, instance_id: &str, r: 
     let stopped_now = r.last_status == "STOPPED";
     if stopped_now {
         let ms = r.stopped_at_ms.unwrap_or(ctx.now_ms);
-        finish_stopped(Some(t), ms);
+        finish_stopped(Some(&mut *t), ms);
     }
     if *t != before {
         t.task.version = Some(before.task.version.unwrap_or(0) + 1);
         let saved = t.clone();
+        drop(t);
         ctx.put(Kind::Task, &keys::task(&saved.cluster, &id), &saved);
         if stopped_now {
             container_instance::wake(p, ctx, instance_id);

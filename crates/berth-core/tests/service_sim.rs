@@ -973,6 +973,11 @@ impl Sim {
     /// Invariants over every task, checked each step.
     fn check_tasks(&mut self, prev: &BTreeMap<String, (String, String)>) -> SimResult<()> {
         let p = &self.world.partitions[&pk()];
+        // The index of live tasks by instance is what syncs and placement read: it must
+        // equal a scan of the records after every step.
+        if let Err(e) = p.tasks.verify_index() {
+            ensure!(false, "{e}");
+        }
         for (id, t) in &p.tasks {
             let desired = t.task.desired_status.clone().unwrap_or_default();
             let last = t.task.last_status.clone().unwrap_or_default();

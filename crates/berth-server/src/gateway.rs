@@ -116,15 +116,25 @@ async fn register(shared: &Shared, req: RegisterRequest) -> Result<RegisterRespo
     result
 }
 
+/// One sync. The agent's heartbeat is the moment its request arrived: a pass made later (the
+/// server busy, or a long poll held open) says nothing more about the agent, which may have
+/// frozen meanwhile, so no pass stamps a later time. The desired state is built only when it
+/// is answered: when the agent sent reports (they are acknowledged with the answer), when its
+/// version is not the agent's, or when the long poll ends; a pass woken by a change elsewhere
+/// that leaves this instance's version alone only compares two numbers and waits on.
 async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentError> {
+    let arrived_ms = now_ms();
     let region = arn::parse(&req.container_instance_arn)
         .map(|a| a.region.to_string())
         .ok_or_else(|| AgentError::BadRequest("container_instance_arn is not an ECS ARN".into()))?;
     let key = partition_of(shared, Some(&region));
-    let wait_ms = req.wait_ms.min(SYNC_INTERVAL_MS * 5);
+    // Never held past the sync interval: the heartbeat is only refreshed by the agent's next
+    // request, which must come well within AGENT_TIMEOUT_MS.
+    let wait_ms = req.wait_ms.min(SYNC_INTERVAL_MS);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     let mut wakeups = shared.wakeups.subscribe();
     let mut first = true;
+    let mut expired = wait_ms == 0;
     let usage_interval_ms = Some(shared.usage_interval_ms());
     loop {
         wakeups.borrow_and_update();
@@ -143,7 +153,7 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
                 &req.container_instance_arn,
                 &req.instance_token,
             )?;
-            container_instance::heartbeat(p, &id, ctx.now_ms);
+            container_instance::heartbeat(p, &id, arrived_ms);
             if first {
                 for r in &req.reports {
                     task::apply_report(p, &mut ctx, &id, r);
@@ -152,40 +162,27 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
                     samples.extend(berth_core::metrics::samples_of(p, &id, u));
                 }
             }
-            let desired = task::desired_state(p, &id);
+            let due = expired
+                || !req.reports.is_empty()
+                || container_instance::desired_version(p, &id) != req.desired_version;
+            let desired = due.then(|| task::desired_state(p, &id));
             (desired, finish_ctx(shared, &mut ctx))
         };
         shared.record_samples(&key, samples);
         commit(wait).await?;
-        let answer_now =
-            !first || desired.version != req.desired_version || !req.reports.is_empty();
-        if answer_now || tokio::time::Instant::now() >= deadline {
+        if let Some(desired) = desired {
             return Ok(SyncResponse {
                 desired,
                 usage_interval_ms,
             });
         }
         first = false;
-        // Long poll: wait for any desired-state change, or the deadline. `wakeups` was marked
-        // seen before the state above was read, so a change made since is not missed.
+        // Long poll: wait for any desired-state change, or the deadline (or shutdown); the
+        // next pass answers if this instance's version moved or the wait is over. `wakeups` was
+        // marked seen before the version above was read, so a change made since is not missed.
         let changed = tokio::time::timeout_at(deadline, wakeups.changed()).await;
-        if !matches!(changed, Ok(Ok(()))) {
-            // Timed out (or shutting down): one more pass refreshes the heartbeat and answers.
-            let desired = {
-                let mut guard = shared
-                    .inner
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Inner { world, .. } = &mut *guard;
-                let p = world.partition(&key);
-                let id = arn::last_segment(&req.container_instance_arn).to_string();
-                container_instance::heartbeat(p, &id, now_ms());
-                task::desired_state(p, &id)
-            };
-            return Ok(SyncResponse {
-                desired,
-                usage_interval_ms,
-            });
+        if !matches!(changed, Ok(Ok(()))) || tokio::time::Instant::now() >= deadline {
+            expired = true;
         }
     }
 }
