@@ -265,8 +265,21 @@ impl Api {
     pub(crate) async fn wait_for_agents(&self, n: usize) -> Result<Vec<String>> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let v = self.call("ListContainerInstances", json!({})).await?;
-            let arns = strings(&v["containerInstanceArns"]);
+            // A page holds at most 100: follow nextToken.
+            let mut arns = Vec::new();
+            let mut token = Value::Null;
+            loop {
+                let mut req = json!({"maxResults": 100});
+                if !token.is_null() {
+                    req["nextToken"] = token;
+                }
+                let v = self.call("ListContainerInstances", req).await?;
+                arns.extend(strings(&v["containerInstanceArns"]));
+                token = v["nextToken"].clone();
+                if token.is_null() {
+                    break;
+                }
+            }
             if arns.len() >= n {
                 return Ok(arns);
             }

@@ -115,6 +115,9 @@ pub(crate) async fn frozen(o: &Opts) -> Result<Report> {
         .await?;
         let on_b = running_on(&live_tasks(&api, "frozen").await?, &arns[1]);
         held.push(on_b);
+        // Freeze B a second after its last report, inside the long poll it holds open by then
+        // (an agent freezes at any moment, mostly while its poll waits).
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         meter.begin();
         let t0 = Instant::now();
         agents[1].signal("STOP")?;
@@ -223,9 +226,10 @@ pub(crate) async fn frozen(o: &Opts) -> Result<Report> {
         "spawned `sleep` processes",
     ));
     r.notes.push(format!(
-        "Detection cannot beat the agent timeout ({AGENT_TIMEOUT_S} s; agents sync at least every \
-         2 s) plus the scheduler's 250 ms tick; a shorter timeout trades against false verdicts \
-         (see the saturation case)."
+        "An agent's heartbeat is the arrival of its last sync (agents sync at least every 2 s), so \
+         detection comes at most the agent timeout ({AGENT_TIMEOUT_S} s) after the freeze, and the \
+         replacements one scheduler tick (250 ms) later; a shorter timeout trades against false \
+         verdicts (see the saturation case)."
     ));
     Ok(r)
 }

@@ -175,7 +175,8 @@ pub(crate) async fn placement(o: &Opts) -> Result<Report> {
     r.usage = usage;
     r.notes.push(format!(
         "Registering the simulated agents took {reg_s:.1} s. Every change wakes every agent's long \
-         poll, which answers with that instance's full desired state."
+         poll; a poll whose instance's version did not move compares it and waits on, the others \
+         answer with their instance's full desired state."
     ));
     Ok(r)
 }

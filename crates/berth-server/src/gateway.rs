@@ -186,3 +186,131 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::{Credential, Credentials};
+    use berth_core::agent_protocol::RegisterResponse;
+    use std::time::Instant;
+
+    async fn server(dir: &std::path::Path) -> crate::Running {
+        crate::start(crate::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_path_buf(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            allow_reset: false,
+            create_default_cluster: true,
+            agent_token: "agent-token".into(),
+            task_retention_ms: 3_600_000,
+            logs: crate::LogsConfig::default(),
+            metrics_period_ms: 60_000,
+            auth: crate::Auth::SigV4(Credentials::new(vec![Credential::dev_pair()]).unwrap()),
+            tls: None,
+            autoscaling: crate::AutoScalingConfig::default(),
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn join(gw: &Gateway, host: &str) -> RegisterResponse {
+        gw.register(RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: "default".into(),
+            region: None,
+            token: gw.agent_token().to_string(),
+            container_instance_arn: None,
+            instance_token: None,
+            cpu_units: 1024,
+            memory_mib: 1024,
+            reserved_ports: vec![],
+            attributes: vec![],
+            version_info: Default::default(),
+            runtime: "process".into(),
+            hostname: host.into(),
+        })
+        .await
+        .unwrap()
+    }
+
+    fn poll(r: &RegisterResponse, version: u64, wait_ms: u64) -> SyncRequest {
+        SyncRequest {
+            container_instance_arn: r.container_instance_arn.clone(),
+            instance_token: r.instance_token.clone(),
+            desired_version: version,
+            reports: vec![],
+            wait_ms,
+            usage: vec![],
+        }
+    }
+
+    fn last_seen(gw: &Gateway, r: &RegisterResponse) -> i64 {
+        let mut guard = gw.shared.inner.lock().unwrap();
+        let key = partition_of(&gw.shared, None);
+        let id = arn::last_segment(&r.container_instance_arn);
+        guard.world.partition(&key).liveness[id].last_seen_ms
+    }
+
+    /// Bump instance `r`'s desired-state version and wake the long polls, as a placement does.
+    fn wake(gw: &Gateway, r: &RegisterResponse) {
+        let mut guard = gw.shared.inner.lock().unwrap();
+        let Inner { world, rng } = &mut *guard;
+        let key = partition_of(&gw.shared, None);
+        let mut ctx = Ctx::new(now_ms(), key.clone(), "test", rng);
+        let id = arn::last_segment(&r.container_instance_arn);
+        container_instance::wake(world.partition(&key), &mut ctx, id);
+        let _ = finish_ctx(&gw.shared, &mut ctx);
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_is_the_arrival_not_the_end_of_the_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = server(dir.path()).await;
+        let gw = running.gateway();
+        let a = join(&gw, "a").await;
+        let arrived = now_ms();
+        let t = Instant::now();
+        let resp = gw.sync(poll(&a, a.desired.version, 600)).await.unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(590),
+            "answered before the poll's end: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(resp.desired.version, a.desired.version);
+        let seen = last_seen(&gw, &a);
+        assert!(
+            seen >= arrived && seen < arrived + 400,
+            "heartbeat {seen} is not the arrival {arrived}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_poll_ends_on_its_own_instance_version_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = server(dir.path()).await;
+        let gw = running.gateway();
+        let a = join(&gw, "a").await;
+        let b = join(&gw, "b").await;
+        let version = a.desired.version;
+        let polling = tokio::spawn({
+            let gw = gw.clone();
+            let req = poll(&a, version, 2_000);
+            async move {
+                let t = Instant::now();
+                (gw.sync(req).await.unwrap(), t.elapsed())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        wake(&gw, &b);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !polling.is_finished(),
+            "a change on another instance answered this one"
+        );
+        wake(&gw, &a);
+        let (resp, took) = polling.await.unwrap();
+        assert_eq!(resp.desired.version, version + 1);
+        assert!(took < Duration::from_millis(1_900), "answered late: {took:?}");
+    }
+}
