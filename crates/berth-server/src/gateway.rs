@@ -311,6 +311,9 @@ mod tests {
         wake(&gw, &a);
         let (resp, took) = polling.await.unwrap();
         assert_eq!(resp.desired.version, version + 1);
-        assert!(took < Duration::from_millis(1_900), "answered late: {took:?}");
+        assert!(
+            took < Duration::from_millis(1_900),
+            "answered late: {took:?}"
+        );
     }
 }
