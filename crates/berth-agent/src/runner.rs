@@ -365,6 +365,10 @@ impl Runner {
         )));
         self.containers[i].runtime_id = Some(proc.runtime_id());
         self.containers[i].network_bindings = proc.network_bindings();
+        if let Some((ip, mac)) = proc.network_interface() {
+            self.containers[i].private_ipv4_address = Some(ip);
+            self.containers[i].mac_address = mac;
+        }
         self.containers[i].last_status = "RUNNING".into();
         self.states[i] = ContainerState::Running {
             health: Health::Unknown,

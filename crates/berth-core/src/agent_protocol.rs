@@ -209,6 +209,12 @@ pub struct ContainerReport {
     pub health_status: Option<String>,
     /// Host ports bound.
     pub network_bindings: Vec<ecs::NetworkBinding>,
+    /// The address of the task's network namespace (`awsvpc`), once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ipv4_address: Option<String>,
+    /// Its MAC address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }
 
 /// A protocol-level refusal.

@@ -1323,6 +1323,7 @@ fn launch(
         tags: task_tags,
         client_token: None,
         reservation: res,
+        subnet: task::first_subnet(rec.service.network_configuration.as_ref()),
     };
     let mut ids = Vec::new();
     for inst in &plan.placed {

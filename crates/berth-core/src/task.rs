@@ -241,6 +241,85 @@ pub(crate) struct NewTask<'a> {
     pub(crate) tags: Vec<ecs::Tag>,
     pub(crate) client_token: Option<String>,
     pub(crate) reservation: Reservation,
+    /// The first subnet of an `awsvpc` task's network configuration.
+    pub(crate) subnet: Option<String>,
+}
+
+/// The first subnet of a network configuration (where an `awsvpc` task's ENI goes).
+pub(crate) fn first_subnet(nc: Option<&ecs::NetworkConfiguration>) -> Option<String> {
+    nc.and_then(|n| n.awsvpc_configuration.as_ref())
+        .and_then(|v| v.subnets.as_ref())
+        .and_then(|s| s.first().cloned())
+}
+
+/// The ENI attachment of an `awsvpc` task, as ECS shows it before the network is up.
+fn eni_attachment(ctx: &mut Ctx<'_>, subnet: &str) -> ecs::Attachment {
+    ecs::Attachment {
+        id: Some(ctx.new_uuid()),
+        r#type: Some("ElasticNetworkInterface".into()),
+        status: Some("PRECREATED".into()),
+        details: Some(vec![kv("subnetId", subnet)]),
+    }
+}
+
+fn kv(name: &str, value: &str) -> ecs::KeyValuePair {
+    ecs::KeyValuePair {
+        name: Some(name.into()),
+        value: Some(value.into()),
+    }
+}
+
+/// The agent saw the task's network namespace get `ip` (and `mac`): the ENI attachment is
+/// ATTACHED with ECS's details, and every container shows the interface.
+fn attach_eni(task: &mut ecs::Task, ip: &str, mac: Option<&str>, region: &str) {
+    let Some(att) = task
+        .attachments
+        .iter_mut()
+        .flatten()
+        .find(|a| a.r#type.as_deref() == Some("ElasticNetworkInterface"))
+    else {
+        return;
+    };
+    if att.status.as_deref() != Some("PRECREATED") {
+        return;
+    }
+    let id = att.id.clone().unwrap_or_default();
+    let subnet = att
+        .details
+        .iter()
+        .flatten()
+        .find(|d| d.name.as_deref() == Some("subnetId"))
+        .and_then(|d| d.value.clone())
+        .unwrap_or_default();
+    // A stable ENI id from the attachment id: `eni-` and 17 hex digits, as EC2 shapes them.
+    let hex: String = id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(17)
+        .collect();
+    let dns = if region == "us-east-1" {
+        format!("ip-{}.ec2.internal", ip.replace('.', "-"))
+    } else {
+        format!("ip-{}.{region}.compute.internal", ip.replace('.', "-"))
+    };
+    let mut details = vec![
+        kv("subnetId", &subnet),
+        kv("networkInterfaceId", &format!("eni-{hex}")),
+    ];
+    if let Some(mac) = mac {
+        details.push(kv("macAddress", mac));
+    }
+    details.push(kv("privateDnsName", &dns));
+    details.push(kv("privateIPv4Address", ip));
+    att.details = Some(details);
+    att.status = Some("ATTACHED".into());
+    for c in task.containers.iter_mut().flatten() {
+        c.network_interfaces = Some(vec![ecs::NetworkInterface {
+            attachment_id: Some(id.clone()),
+            private_ipv4_address: Some(ip.to_string()),
+            ipv6_address: None,
+        }]);
+    }
 }
 
 pub(crate) fn create_task(
@@ -310,7 +389,14 @@ pub(crate) fn create_task(
         connectivity_at: Some(ctx.now_secs()),
         health_status: Some(ecs::HealthStatus::parse("UNKNOWN")),
         availability_zone: Some(format!("{}a", ctx.partition.region)),
-        attachments: Some(vec![]),
+        attachments: Some(
+            n.subnet
+                .as_deref()
+                .filter(|_| td.network_mode == Some(NetworkMode::Awsvpc))
+                .map(|s| eni_attachment(ctx, s))
+                .into_iter()
+                .collect(),
+        ),
         attributes: Some(vec![ecs::Attribute {
             name: Some("ecs.cpu-architecture".into()),
             value: Some(std::env::consts::ARCH.replace("aarch64", "arm64")),
@@ -628,6 +714,7 @@ pub fn run(
         tags,
         client_token: req.client_token.clone(),
         reservation: res,
+        subnet: first_subnet(req.network_configuration.as_ref()),
     };
     let tasks: Vec<ecs::Task> = plan
         .placed
@@ -745,6 +832,7 @@ pub fn start(
         tags,
         client_token: None,
         reservation: res,
+        subnet: first_subnet(req.network_configuration.as_ref()),
     };
     let tasks = ids.iter().map(|id| create_task(p, ctx, &new, id)).collect();
     Ok(StartTaskResponse {
@@ -811,6 +899,11 @@ fn finish_stopped(t: Option<&mut TaskRecord>, now_ms: i64) {
     t.stopped_at_ms.get_or_insert(now_ms);
     for c in t.task.containers.iter_mut().flatten() {
         c.last_status = Some("STOPPED".into());
+    }
+    for a in t.task.attachments.iter_mut().flatten() {
+        if a.r#type.as_deref() == Some("ElasticNetworkInterface") {
+            a.status = Some("DELETED".into());
+        }
     }
 }
 
@@ -1093,6 +1186,13 @@ pub fn apply_report(p: &mut Partition, ctx: &mut Ctx<'_>, instance_id: &str, r: 
             c.network_bindings = Some(cr.network_bindings.clone());
         }
     }
+    if let Some((ip, mac)) = r
+        .containers
+        .iter()
+        .find_map(|c| Some((c.private_ipv4_address.as_deref()?, c.mac_address.as_deref())))
+    {
+        attach_eni(&mut t.task, ip, mac, &ctx.partition.region);
+    }
     // The agent's verdict explains a task that stopped on its own; a stop the server asked
     // for keeps the server's code and reason.
     if (r.last_status == "STOPPED" || r.stop_code.is_some()) && t.task.stop_code.is_none() {
@@ -1141,4 +1241,89 @@ pub fn sweep(p: &mut Partition, ctx: &mut Ctx<'_>, retention_ms: i64) -> usize {
         ctx.delete(Kind::Task, &keys::task(cluster, id));
     }
     old.len()
+}
+
+#[cfg(test)]
+mod eni_tests {
+    use super::*;
+
+    fn task_with_eni() -> ecs::Task {
+        ecs::Task {
+            attachments: Some(vec![ecs::Attachment {
+                id: Some("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into()),
+                r#type: Some("ElasticNetworkInterface".into()),
+                status: Some("PRECREATED".into()),
+                details: Some(vec![kv("subnetId", "subnet-1")]),
+            }]),
+            containers: Some(vec![ecs::Container::default(), ecs::Container::default()]),
+            ..Default::default()
+        }
+    }
+
+    fn detail(t: &ecs::Task, name: &str) -> Option<String> {
+        t.attachments.as_ref()?[0]
+            .details
+            .as_ref()?
+            .iter()
+            .find(|d| d.name.as_deref() == Some(name))?
+            .value
+            .clone()
+    }
+
+    #[test]
+    fn attaching_fills_ecs_details_and_every_container() {
+        let mut t = task_with_eni();
+        attach_eni(&mut t, "172.30.0.7", Some("02:42:ac:1e:00:07"), "eu-west-1");
+        let a = &t.attachments.as_ref().unwrap()[0];
+        assert_eq!(a.status.as_deref(), Some("ATTACHED"));
+        assert_eq!(detail(&t, "subnetId").as_deref(), Some("subnet-1"));
+        assert_eq!(
+            detail(&t, "networkInterfaceId").as_deref(),
+            Some("eni-0f1e2d3c4b5a69788")
+        );
+        assert_eq!(
+            detail(&t, "privateDnsName").as_deref(),
+            Some("ip-172-30-0-7.eu-west-1.compute.internal")
+        );
+        assert_eq!(
+            detail(&t, "privateIPv4Address").as_deref(),
+            Some("172.30.0.7")
+        );
+        assert_eq!(
+            detail(&t, "macAddress").as_deref(),
+            Some("02:42:ac:1e:00:07")
+        );
+        for c in t.containers.as_ref().unwrap() {
+            let ni = &c.network_interfaces.as_ref().unwrap()[0];
+            assert_eq!(ni.private_ipv4_address.as_deref(), Some("172.30.0.7"));
+            assert_eq!(ni.attachment_id, a.id);
+        }
+    }
+
+    #[test]
+    fn an_attached_or_deleted_eni_is_not_changed_again() {
+        let mut t = task_with_eni();
+        attach_eni(&mut t, "172.30.0.7", None, "us-east-1");
+        assert_eq!(
+            detail(&t, "privateDnsName").as_deref(),
+            Some("ip-172-30-0-7.ec2.internal")
+        );
+        let once = t.clone();
+        attach_eni(&mut t, "172.30.0.9", None, "us-east-1");
+        assert_eq!(t, once);
+        let mut rec = TaskRecord {
+            cluster: "default".into(),
+            task: t,
+            instance_id: None,
+            client_token: None,
+            reservation: Reservation::default(),
+            stopped_at_ms: None,
+        };
+        finish_stopped(Some(&mut rec), 1_000);
+        let a = &rec.task.attachments.as_ref().unwrap()[0];
+        assert_eq!(a.status.as_deref(), Some("DELETED"));
+        let stopped = rec.task.clone();
+        attach_eni(&mut rec.task, "172.30.0.9", None, "us-east-1");
+        assert_eq!(rec.task, stopped);
+    }
 }

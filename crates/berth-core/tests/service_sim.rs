@@ -142,6 +142,8 @@ impl LocalTask {
                 runtime_id: Some(format!("process:{}", self.arn.len())),
                 health_status: self.health.map(str::to_string),
                 network_bindings: vec![],
+                private_ipv4_address: None,
+                mac_address: None,
             }],
             health_status: Some(self.health.unwrap_or("UNKNOWN").into()),
             pull_started_at_ms: None,

@@ -310,11 +310,51 @@ fn awsvpc_web_app_answers_from_the_host_and_shares_localhost() {
     let server = inspect(container(&t, "server")["runtimeId"].as_str().unwrap());
     let mode = server["HostConfig"]["NetworkMode"].as_str().unwrap();
     assert!(mode.starts_with("container:"), "{mode}");
+    // The task's ENI, as ECS reports it: an ATTACHED ElasticNetworkInterface attachment
+    // whose address is the pause container's on the Berth network, shown on each container.
+    let pause_id = mode.strip_prefix("container:").unwrap();
+    let pause = inspect(pause_id);
+    let networks = pause["NetworkSettings"]["Networks"].as_object().unwrap();
+    let (_, endpoint) = networks.iter().next().unwrap();
+    let ip = endpoint["IPAddress"].as_str().unwrap();
+    assert!(!ip.is_empty(), "{pause:#}");
+    let eni = &t["attachments"][0];
+    assert_eq!(eni["type"], "ElasticNetworkInterface", "{t:#}");
+    assert_eq!(eni["status"], "ATTACHED", "{t:#}");
+    let detail = |name: &str| -> String {
+        eni["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .and_then(|d| d["value"].as_str())
+            .unwrap_or_else(|| panic!("no {name} in {eni:#}"))
+            .to_string()
+    };
+    assert_eq!(detail("subnetId"), "subnet-local");
+    assert_eq!(detail("privateIPv4Address"), ip);
+    assert_eq!(
+        detail("macAddress"),
+        endpoint["MacAddress"].as_str().unwrap()
+    );
+    assert!(detail("networkInterfaceId").starts_with("eni-"), "{eni:#}");
+    assert_eq!(
+        detail("privateDnsName"),
+        format!("ip-{}.ec2.internal", ip.replace('.', "-"))
+    );
+    for c in t["containers"].as_array().unwrap() {
+        assert_eq!(c["networkInterfaces"][0]["privateIpv4Address"], ip, "{c:#}");
+        assert_eq!(
+            c["networkInterfaces"][0]["attachmentId"], eni["id"],
+            "{c:#}"
+        );
+    }
 
     d.b().aws(&["ecs", "stop-task", "--task", &web_task]).json();
     d.b().aws(&["ecs", "stop-task", "--task", &pair]).json();
     let t = d.wait_status(&web_task, "STOPPED", secs(60));
     assert_eq!(t["stopCode"], "UserInitiated", "{t:#}");
+    assert_eq!(t["attachments"][0]["status"], "DELETED", "{t:#}");
 }
 
 /// The seed definitions name images of a registry this machine cannot reach.

@@ -211,6 +211,30 @@ fn now_ms() -> i64 {
 
 const MIB: i64 = 1024 * 1024;
 
+/// An `awsvpc` task's interface on the Berth bridge network (what ECS reports as its ENI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEni {
+    /// IPv4 address.
+    pub private_ipv4: String,
+    /// MAC address.
+    pub mac: Option<String>,
+}
+
+/// The pause container's address on `network`, from its inspection.
+fn eni_from(info: &bollard::models::ContainerInspectResponse, network: &str) -> Option<TaskEni> {
+    let ep = info
+        .network_settings
+        .as_ref()?
+        .networks
+        .as_ref()?
+        .get(network)?;
+    let ip = ep.ip_address.clone().filter(|ip| !ip.is_empty())?;
+    Some(TaskEni {
+        private_ipv4: ip,
+        mac: ep.mac_address.clone().filter(|m| !m.is_empty()),
+    })
+}
+
 /// A task ready for its containers to start.
 #[derive(Debug)]
 pub struct PreparedTask {
@@ -219,6 +243,8 @@ pub struct PreparedTask {
     mode: NetworkMode,
     /// The pause container (awsvpc) and the host ports published for the task.
     pause: Option<(String, Vec<NetworkBinding>)>,
+    /// The address of the task's network namespace (awsvpc).
+    eni: Option<TaskEni>,
     /// Task volume name → bind source (host path or Docker volume name).
     volumes: BTreeMap<String, String>,
     /// Containers created so far: definition name → Docker id.
@@ -241,6 +267,8 @@ pub struct DockerContainer {
     docker: Docker,
     id: String,
     bindings: Vec<NetworkBinding>,
+    /// The task's interface (`awsvpc`).
+    eni: Option<TaskEni>,
     exit: watch::Receiver<Option<ContainerExit>>,
     has_health: bool,
 }
@@ -575,20 +603,30 @@ impl DockerRuntime {
         let pause = match (&mode, pause_id) {
             (NetworkMode::Awsvpc, Some(id)) => {
                 tracing::info!(task = %task.task_arn, id = %id, "re-adopted the task's pause container");
-                let bindings = match self.docker.inspect_container(&id, None).await {
-                    Ok(info) => bindings_from(info.network_settings.and_then(|n| n.ports).as_ref()),
-                    Err(_) => vec![],
-                };
-                Some((id, bindings))
+                Some(id)
             }
             (NetworkMode::Awsvpc, None) => Some(self.start_pause(task, defs).await?),
             _ => None,
+        };
+        // The published ports and the address come from the pause container's inspection.
+        let (pause, eni) = match pause {
+            Some(id) => match self.docker.inspect_container(&id, None).await {
+                Ok(info) => {
+                    let eni = eni_from(&info, &self.config.network);
+                    let bindings =
+                        bindings_from(info.network_settings.and_then(|n| n.ports).as_ref());
+                    (Some((id, bindings)), eni)
+                }
+                Err(_) => (Some((id, vec![])), None),
+            },
+            None => (None, None),
         };
         let prepared = PreparedTask {
             task: task.clone(),
             defs: defs.to_vec(),
             mode,
             pause,
+            eni,
             volumes,
             created: Mutex::new(recovered.clone()),
             recovered,
@@ -602,7 +640,7 @@ impl DockerRuntime {
         &self,
         task: &DesiredTask,
         defs: &[ContainerDefinition],
-    ) -> Result<(String, Vec<NetworkBinding>), StartError> {
+    ) -> Result<String, StartError> {
         self.ensure_pause_image().await?;
         let mut last = None;
         // Twice: the shared network may be removed between our check and the start.
@@ -620,7 +658,7 @@ impl DockerRuntime {
         &self,
         task: &DesiredTask,
         defs: &[ContainerDefinition],
-    ) -> Result<(String, Vec<NetworkBinding>), StartError> {
+    ) -> Result<String, StartError> {
         let mut ports: PortMap = HashMap::new();
         for c in defs {
             for pm in c.port_mappings.as_deref().unwrap_or_default() {
@@ -658,12 +696,7 @@ impl DockerRuntime {
             ..Default::default()
         };
         let name = docker_name(task, "internalecspause");
-        let id = self.create_and_start(&name, body).await?;
-        let bindings = match self.docker.inspect_container(&id, None).await {
-            Ok(info) => bindings_from(info.network_settings.and_then(|n| n.ports).as_ref()),
-            Err(_) => vec![],
-        };
-        Ok((id, bindings))
+        self.create_and_start(&name, body).await
     }
 
     async fn create_and_start(
@@ -711,13 +744,15 @@ impl DockerRuntime {
             tracing::info!(task = %p.task.task_arn, container = %name, id = %id, "re-adopted a container");
             let bindings = self.bindings_of(&p, def, id).await;
             let since = now_ms() / 1000;
-            return Ok(self.attach(
+            let mut c = self.attach(
                 id.clone(),
                 bindings,
                 def.health_check.is_some(),
                 since,
                 output,
-            ));
+            );
+            c.eni = p.eni.clone();
+            return Ok(c);
         }
         let body = {
             let created = p.created();
@@ -728,7 +763,9 @@ impl DockerRuntime {
             .await?;
         p.created().insert(name, id.clone());
         let bindings = self.bindings_of(&p, def, &id).await;
-        Ok(self.attach(id, bindings, def.health_check.is_some(), 0, output))
+        let mut c = self.attach(id, bindings, def.health_check.is_some(), 0, output);
+        c.eni = p.eni.clone();
+        Ok(c)
     }
 
     async fn bindings_of(
@@ -800,6 +837,7 @@ impl DockerRuntime {
             docker: self.docker.clone(),
             id,
             bindings,
+            eni: None,
             exit: exit_rx,
             has_health,
         }
@@ -917,6 +955,11 @@ impl DockerContainer {
     /// Host ports bound to it.
     pub fn network_bindings(&self) -> &[NetworkBinding] {
         &self.bindings
+    }
+
+    /// Its task's interface (`awsvpc`).
+    pub fn eni(&self) -> Option<&TaskEni> {
+        self.eni.as_ref()
     }
 
     /// Wait for its exit (cancel-safe).

@@ -192,6 +192,14 @@ impl AnyContainer {
         }
     }
 
+    /// The task's address and MAC (`awsvpc` on Docker), if it has its own.
+    pub fn network_interface(&self) -> Option<(String, Option<String>)> {
+        match self {
+            AnyContainer::Process(_) => None,
+            AnyContainer::Docker(d) => d.eni().map(|e| (e.private_ipv4.clone(), e.mac.clone())),
+        }
+    }
+
     /// Wait until the container has exited (cancel-safe).
     pub async fn wait(&self) -> ContainerExit {
         match self {
