@@ -56,8 +56,13 @@ fn aws_cli_v2_logs_tail_follow_shows_every_line_once_in_order() {
     });
     b.register(&td).json();
     // The group must exist for `tail` to start following it.
-    b.aws(&["logs", "create-log-group", "--log-group-name", "/ecs/tailed"])
-        .json();
+    b.aws(&[
+        "logs",
+        "create-log-group",
+        "--log-group-name",
+        "/ecs/tailed",
+    ])
+    .json();
 
     let mut tail = Command::new(&aws)
         .args([
@@ -104,8 +109,7 @@ fn aws_cli_v2_logs_tail_follow_shows_every_line_once_in_order() {
 
     let mut seen: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.iter().filter(|l| l.contains("tail line ")).count() < n
-        && Instant::now() < deadline
+    while seen.iter().filter(|l| l.contains("tail line ")).count() < n && Instant::now() < deadline
     {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
             seen.push(line);
