@@ -384,6 +384,36 @@ fn seed_images_without_a_registry_fail_to_pull() {
         assert!(t.get("startedAt").is_none(), "{t:#}");
     }
     assert_eq!(d.containers(), Vec::<String>::new());
+
+    // Cached locally under the seed's name, the image runs: the default pull behaviour falls
+    // back to the cache when the pull fails.
+    let seed_image = "my-docker-repo/data-processor:v1.2";
+    let (ok, _, err) = docker(&["tag", IMAGE, seed_image]);
+    assert!(ok, "{err}");
+    d.b()
+        .aws(&[
+            "logs",
+            "create-log-group",
+            "--log-group-name",
+            "/ecs/data-processor",
+        ])
+        .json();
+    let arn = d.run(&[
+        "--task-definition",
+        "data-processor",
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        "awsvpcConfiguration={subnets=[subnet-local]}",
+        "--overrides",
+        r#"{"containerOverrides":[{"name":"processor-container","command":["sh","-c","echo processed from the cache"]}]}"#,
+    ]);
+    let t = d.wait_status(&arn, "STOPPED", secs(60));
+    let _ = docker(&["rmi", seed_image]);
+    assert_eq!(t["stopCode"], "EssentialContainerExited", "{t:#}");
+    assert_eq!(container(&t, "processor-container")["exitCode"], 0, "{t:#}");
+    assert!(t["pullStoppedAt"].is_number(), "{t:#}");
+    assert!(t["startedAt"].is_number(), "{t:#}");
 }
 
 /// A container over its memory limit is OOM-killed and reported as ECS reports it; limits
