@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{AwsResultExt, Berth, Options};
+use common::{AwsResultExt, Berth, Options, kill_group_of, pids_with, wait_until};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -130,60 +130,6 @@ impl Drop for Fixture {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-/// Pids of live processes whose argv contains `marker` (the aws CLI's excepted).
-fn pids_with(marker: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(marker) && !cmdline.contains("ecs ") {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// SIGKILL the process group `pid` leads (task processes lead their own), else `pid`.
-fn kill_group_of(pid: u32) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let pgid = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-        .and_then(|g| g.parse::<u32>().ok());
-    let target = if pgid == Some(pid) {
-        format!("-{pid}")
-    } else {
-        pid.to_string()
-    };
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &target])
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{AwsResultExt, Berth, Options, example, run_with_timeout};
+use common::{AwsResultExt, Berth, Options, example, run_with_timeout, secs, wait_until};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -187,25 +187,6 @@ impl Drop for DockerBerth {
         }
         // The awsvpc network is shared by agents; it goes once nothing uses it.
         let _ = docker(&["network", "rm", "berth-awsvpc"]);
-    }
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-/// Poll `f` every 100 ms until it returns `Some`, or panic after `timeout`.
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -10,7 +10,9 @@
 
 mod common;
 
-use common::{AwsResultExt, Berth, Options, arns, example};
+use common::{
+    AwsResultExt, Berth, Options, arns, example, kill_group_of, pids_with, secs, wait_until,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -126,66 +128,6 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-/// Poll `f` every 100 ms until it returns `Some`, or panic after `timeout`.
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Pids of live (non-zombie) processes whose argv contains `marker`.
-fn pids_with(marker: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        // The aws CLI carries markers in its arguments too; it is not a job.
-        if cmdline.contains(marker) && !cmdline.contains("ecs ") {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// SIGKILL the process group `pid` leads (job processes lead their own), else just `pid`.
-fn kill_group_of(pid: u32) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let pgid = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-        .and_then(|g| g.parse::<u32>().ok());
-    let target = if pgid == Some(pid) {
-        format!("-{pid}")
-    } else {
-        pid.to_string()
-    };
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &target])
-        .stderr(Stdio::null())
-        .status();
 }
 
 // -------------------------------------------------------------------- ECS helpers

@@ -9,10 +9,10 @@
 
 mod common;
 
-use common::{AwsResultExt, Berth, Options};
+use common::{AwsResultExt, Berth, Options, kill_group_of, pids_with, secs, wait_until_every};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The metrics period the fixtures run with, in seconds.
 const PERIOD: u64 = 3;
@@ -178,10 +178,6 @@ impl Drop for Fixture {
     }
 }
 
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -189,60 +185,6 @@ fn now_secs() -> i64 {
         .as_secs()
         .try_into()
         .unwrap()
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Pids of processes whose argv contains `marker` (not the aws CLI's).
-fn pids_with(marker: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(marker) && !cmdline.contains("ecs ") {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// SIGKILL the process group `pid` leads, else just `pid`.
-fn kill_group_of(pid: u32) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let pgid = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-        .and_then(|g| g.parse::<u32>().ok());
-    let target = if pgid == Some(pid) {
-        format!("-{pid}")
-    } else {
-        pid.to_string()
-    };
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &target])
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// A member of a CBOR map.
@@ -670,4 +612,9 @@ fn docker_tasks_are_measured_through_the_engine() {
     assert!(busiest > 10.0, "docker burner: {pts:#?}");
     let memory = fx.wait_points("MemoryUtilization", "dburner", 1);
     assert!(f(&memory[0], "Average") > 0.0, "{memory:#?}");
+}
+
+/// Poll `f` every 500 ms until it returns `Some`, or panic after `timeout`.
+fn wait_until<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_until_every(what, timeout, Duration::from_millis(500), f)
 }

@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::{AwsResultExt, Berth, Options, arns, example};
+use common::{
+    AwsResultExt, Berth, Options, arns, example, kill_group_of, pids_with, secs, wait_until_every,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -172,66 +174,6 @@ fn start_agent(b: &Berth) -> AgentProcess {
         _dir: dir,
         log,
     }
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-/// Poll `f` every 50 ms until it returns `Some`, or panic after `timeout`.
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Pids of live (non-zombie) processes whose argv contains `marker`.
-fn pids_with(marker: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        // The aws CLI carries markers in its arguments too; it is not a task.
-        if cmdline.contains(marker) && !cmdline.contains("ecs ") {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// SIGKILL the process group `pid` leads (task processes lead their own), else just `pid`.
-fn kill_group_of(pid: u32) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let pgid = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-        .and_then(|g| g.parse::<u32>().ok());
-    let target = if pgid == Some(pid) {
-        format!("-{pid}")
-    } else {
-        pid.to_string()
-    };
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &target])
-        .stderr(Stdio::null())
-        .status();
 }
 
 // -------------------------------------------------------------------- ECS helpers
@@ -2151,4 +2093,9 @@ fn service_deployments_and_revisions_tell_the_history() {
         v["status"] == "INACTIVE"
     });
     assert!(list(&[]).is_empty());
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, or panic after `timeout`.
+fn wait_until<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_until_every(what, timeout, Duration::from_millis(50), f)
 }

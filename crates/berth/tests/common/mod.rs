@@ -895,3 +895,84 @@ pub fn now_secs() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// `n` seconds.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, or panic after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_until_every(what, timeout, Duration::from_millis(100), f)
+}
+
+/// Poll `f` every `every` until it returns `Some`, or panic after `timeout`.
+pub fn wait_until_every<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// Pids of live processes whose argv contains `marker`, except the `aws` CLI's (its arguments
+/// carry the markers too) and this test's own. A zombie's cmdline is empty, so it never matches.
+pub fn pids_with(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_aws_cli = args
+            .iter()
+            .take(2)
+            .any(|a| Path::new(a).file_name().is_some_and(|n| n == "aws"));
+        if !is_aws_cli && args.iter().any(|a| a.contains(marker)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// SIGKILL the process group `pid` leads (task processes lead their own), else just `pid`.
+pub fn kill_group_of(pid: u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let pgid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+        .and_then(|g| g.parse::<u32>().ok());
+    let target = if pgid == Some(pid) {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    };
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &target])
+        .stderr(Stdio::null())
+        .status();
+}
