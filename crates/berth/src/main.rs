@@ -163,10 +163,11 @@ impl Runtime {
 fn describe_runtime(rt: &berth_agent::runtime::AnyRuntime) -> String {
     match rt {
         berth_agent::runtime::AnyRuntime::Docker(d) => format!(
-            "Docker runtime (Docker Engine {}, API {}, {})",
+            "Docker runtime (Docker Engine {}, API {}, {}; {})",
             d.engine().version,
             d.engine().api_version,
-            berth_agent::runtime::docker::engine_address()
+            berth_agent::runtime::docker::engine_address(),
+            d.task_limits_note()
         ),
         berth_agent::runtime::AnyRuntime::Process(_) => {
             "process runtime (tasks run as host processes; the image is not used)".into()

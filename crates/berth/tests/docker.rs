@@ -450,7 +450,13 @@ fn memory_limits_oom_kills_and_cpu_limits() {
     assert_eq!(hc["Memory"], 64 * 1024 * 1024, "{hc:#}");
     assert_eq!(hc["MemoryReservation"], 32 * 1024 * 1024, "{hc:#}");
     assert_eq!(hc["CpuShares"], 256, "{hc:#}");
-    assert_eq!(hc["NanoCpus"], 500_000_000, "{hc:#}");
+    // The task's cpu is a quota on the task's cgroup, not a cap on each container.
+    assert_eq!(hc["NanoCpus"], 0, "{hc:#}");
+    assert_eq!(
+        hc["CgroupParent"],
+        format!("/berth/berth-{}", task_id(&arn)),
+        "{hc:#}"
+    );
     assert_eq!(hc["ReadonlyRootfs"], true, "{hc:#}");
     assert_eq!(hc["Init"], true, "{hc:#}");
     assert_eq!(hc["Ulimits"][0]["Name"], "nofile", "{hc:#}");
@@ -465,9 +471,164 @@ fn memory_limits_oom_kills_and_cpu_limits() {
     let hog = inspect(container(&t, "hog")["runtimeId"].as_str().unwrap());
     assert_eq!(hog["HostConfig"]["Memory"], 16 * 1024 * 1024);
     assert_eq!(hog["State"]["OOMKilled"], true);
-    // Task-level memory caps a container without its own limit... and `steady` keeps its own.
     d.b().aws(&["ecs", "stop-task", "--task", &arn]).json();
     d.wait_status(&arn, "STOPPED", secs(60));
+}
+
+fn task_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap()
+}
+
+/// A file of the task cgroup `parent` (a `CgroupParent`): `v1` in the `controller` hierarchy
+/// on cgroup v1, `v2` on cgroup v2.
+fn cgroup_file(parent: &str, controller: &str, v1: &str, v2: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let parent = parent.trim_start_matches('/');
+    if root.join("cgroup.controllers").exists() {
+        root.join(parent).join(v2)
+    } else {
+        root.join(controller).join(parent).join(v1)
+    }
+}
+
+fn read_trimmed(path: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// A container command that holds `mib` MiB of memory until it is killed: dd's one block,
+/// read from /dev/zero, then blocked writing into a fifo nobody reads. dd is the container's
+/// main process, so the OOM killer's kill ends the container.
+fn hold_memory(mib: u32) -> Value {
+    sh(&format!(
+        "mkfifo /f; sleep 600 </f & exec dd if=/dev/zero of=/f bs={mib}M count=1"
+    ))
+}
+
+/// Task-level cpu and memory are ONE limit over all the task's containers, as on ECS: a
+/// cgroup per task, the containers' (and the pause container's) CgroupParent, holds them.
+/// One container holding 40 MiB fits a 64 MiB task; two of them do not, and one is
+/// OOM-killed and reported as ECS reports it. A restarted agent re-adopts a task's
+/// containers and still removes the task's cgroup when the task stops.
+#[test]
+fn task_level_limits_bound_the_sum_of_the_containers() {
+    if !docker_ready() {
+        return;
+    }
+    let mut d = DockerBerth::start();
+    let memory_of =
+        |parent: &str| cgroup_file(parent, "memory", "memory.limit_in_bytes", "memory.max");
+    let usage_of =
+        |parent: &str| cgroup_file(parent, "memory", "memory.usage_in_bytes", "memory.current");
+    let cpu_of = |parent: &str| {
+        if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            read_trimmed(&cgroup_file(parent, "cpu", "", "cpu.max"))
+        } else {
+            let quota = read_trimmed(&cgroup_file(parent, "cpu", "cpu.cfs_quota_us", ""));
+            let period = read_trimmed(&cgroup_file(parent, "cpu", "cpu.cfs_period_us", ""));
+            Some(format!("{} {}", quota?, period?))
+        }
+    };
+    const MIB: u64 = 1024 * 1024;
+
+    // One 40 MiB container in a 64 MiB awsvpc task: it fits, and stays.
+    d.register(&json!({
+        "family": "alone",
+        "networkMode": "awsvpc",
+        "cpu": "256",
+        "memory": "64",
+        "containerDefinitions": [
+            {"name": "a", "image": IMAGE, "stopTimeout": 2, "command": hold_memory(40)},
+        ],
+    }));
+    let alone = d.run(&[
+        "--task-definition",
+        "alone",
+        "--network-configuration",
+        "awsvpcConfiguration={subnets=[subnet-local]}",
+    ]);
+    let t = d.wait_status(&alone, "RUNNING", secs(60));
+    let parent = format!("/berth/berth-{}", task_id(&alone));
+    let a = inspect(container(&t, "a")["runtimeId"].as_str().unwrap());
+    assert_eq!(a["HostConfig"]["CgroupParent"], parent.as_str(), "{a:#}");
+    // No per-container cap: the task's cgroup holds the limits.
+    assert_eq!(a["HostConfig"]["Memory"], 0, "{a:#}");
+    assert_eq!(a["HostConfig"]["NanoCpus"], 0, "{a:#}");
+    let pause_id = a["HostConfig"]["NetworkMode"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("container:")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        inspect(&pause_id)["HostConfig"]["CgroupParent"],
+        parent.as_str()
+    );
+    assert_eq!(
+        read_trimmed(&memory_of(&parent)).as_deref(),
+        Some((64 * MIB).to_string().as_str())
+    );
+    assert_eq!(cpu_of(&parent).as_deref(), Some("25000 100000"));
+    // The 40 MiB are charged to the task's cgroup, and the container keeps running.
+    wait_until("40 MiB charged to the task's cgroup", secs(30), || {
+        let used: u64 = read_trimmed(&usage_of(&parent))?.parse().ok()?;
+        (used >= 40 * MIB).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let t = d.task(&alone);
+    assert_eq!(container(&t, "a")["lastStatus"], "RUNNING", "{t:#}");
+
+    // A restarted agent re-adopts the container, and knows the task's cgroup: stopping the
+    // task removes it.
+    d.berth.restart();
+    wait_until("the restarted agent to re-adopt", secs(30), || {
+        d.b()
+            .stderr()
+            .contains("re-adopted a container")
+            .then_some(())
+    });
+    assert!(memory_of(&parent).exists());
+    d.b().aws(&["ecs", "stop-task", "--task", &alone]).json();
+    d.wait_status(&alone, "STOPPED", secs(60));
+    let dir = memory_of(&parent).parent().unwrap().to_path_buf();
+    wait_until("the task's cgroup to be removed", secs(30), || {
+        (!dir.exists()).then_some(())
+    });
+
+    // Two of them in a 64 MiB task: 80 MiB do not fit; one is OOM-killed, the task stops.
+    d.register(&json!({
+        "family": "together",
+        "cpu": "256",
+        "memory": "64",
+        "containerDefinitions": [
+            {"name": "a", "image": IMAGE, "stopTimeout": 2, "command": hold_memory(40)},
+            {"name": "b", "image": IMAGE, "stopTimeout": 2, "command": hold_memory(40)},
+        ],
+    }));
+    let together = d.run(&["--task-definition", "together"]);
+    d.wait_status(&together, "STOPPED", secs(90));
+    let t = d.describe(&together);
+    assert_eq!(t["stopCode"], "EssentialContainerExited", "{t:#}");
+    let killed: Vec<&Value> = t["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["reason"] == "OutOfMemoryError: Container killed due to memory usage")
+        .collect();
+    assert!(!killed.is_empty(), "{t:#}");
+    assert_eq!(killed[0]["exitCode"], 137, "{t:#}");
+    let parent = format!("/berth/berth-{}", task_id(&together));
+    for c in t["containers"].as_array().unwrap() {
+        let info = inspect(c["runtimeId"].as_str().unwrap());
+        assert_eq!(
+            info["HostConfig"]["CgroupParent"],
+            parent.as_str(),
+            "{info:#}"
+        );
+    }
+    let killed = inspect(killed[0]["runtimeId"].as_str().unwrap());
+    assert_eq!(killed["State"]["OOMKilled"], true, "{killed:#}");
 }
 
 /// Bridge mode with hostPort 0: the engine's dynamic port is reported and answers; a failing

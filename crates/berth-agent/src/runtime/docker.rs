@@ -23,6 +23,7 @@
 //! - **Stopped tasks'** containers are removed [`DockerConfig::cleanup_delay`] after the task
 //!   stopped (ECS's `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION`).
 
+use super::cgroup::{CgroupDriver, CgroupVersion, TaskCgroups, TaskLimits};
 use super::{ContainerExit, StartError, container_env, task_id};
 use crate::plan::Health;
 use crate::runtime::process::{
@@ -173,6 +174,11 @@ pub struct DockerRuntime {
     config: Arc<DockerConfig>,
     /// Prepared tasks by task id, until released.
     tasks: Arc<Mutex<HashMap<String, Arc<PreparedTask>>>>,
+    /// Task-level limits as one cgroup per task; `Err`: why each container is capped at the
+    /// task's size instead.
+    cgroups: Arc<Result<TaskCgroups, String>>,
+    /// A task cgroup could not be made once already (logged once).
+    cgroup_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where the engine is expected: `DOCKER_HOST`, else the default socket.
@@ -193,6 +199,33 @@ fn daemon_message(e: &BollardError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Where task cgroups go on this host, from the engine's `CgroupDriver` / `CgroupVersion`,
+/// or why there are none: the engine must be local (its cgroups are this host's) and the
+/// agent must be able to write `/sys/fs/cgroup`.
+async fn task_cgroups(docker: &Docker, address: &str) -> Result<TaskCgroups, String> {
+    use bollard::models::{SystemInfoCgroupDriverEnum as D, SystemInfoCgroupVersionEnum as V};
+    if !address.starts_with("unix://") {
+        return Err(format!(
+            "the engine at {address} may be on another host, whose cgroups the agent cannot reach"
+        ));
+    }
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| format!("the engine's info: {e}"))?;
+    let driver = match info.cgroup_driver {
+        Some(D::SYSTEMD) => CgroupDriver::Systemd,
+        Some(D::CGROUPFS) | Some(D::EMPTY) | None => CgroupDriver::Cgroupfs,
+        Some(D::NONE) => return Err("the engine's cgroup driver is \"none\"".into()),
+    };
+    let version = match info.cgroup_version {
+        Some(V::_1) => Some(CgroupVersion::V1),
+        Some(V::_2) => Some(CgroupVersion::V2),
+        _ => None,
+    };
+    TaskCgroups::detect(std::path::Path::new("/sys/fs/cgroup"), version, driver)
 }
 
 fn status_of(e: &BollardError) -> Option<u16> {
@@ -247,6 +280,9 @@ pub struct PreparedTask {
     eni: Option<TaskEni>,
     /// Task volume name → bind source (host path or Docker volume name).
     volumes: BTreeMap<String, String>,
+    /// The task's cgroup (`CgroupParent`) holding its task-level limits; `None`: none (no
+    /// task-level limits, or the cgroup could not be made and each container is capped).
+    cgroup_parent: Option<String>,
     /// Containers created so far: definition name → Docker id.
     created: Mutex<HashMap<String, String>>,
     /// Containers a previous agent run created, to re-adopt: definition name → Docker id.
@@ -310,12 +346,61 @@ impl DockerRuntime {
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
         };
+        let cgroups = task_cgroups(&docker, &address).await;
+        match &cgroups {
+            Ok(cg) => tracing::info!(
+                "task-level cpu/memory: one cgroup per task ({}), passed as the containers' CgroupParent",
+                cg.describe()
+            ),
+            Err(why) => tracing::warn!(
+                "task-level cpu/memory: each container is capped at the task's size, the sum is not enforced: {why}"
+            ),
+        }
         Ok(DockerRuntime {
             docker,
             engine,
             config: Arc::new(config),
             tasks: Arc::default(),
+            cgroups: Arc::new(cgroups),
+            cgroup_failed: Arc::default(),
         })
+    }
+
+    /// How task-level cpu/memory are enforced (for the agent's start-up line).
+    pub fn task_limits_note(&self) -> String {
+        match &*self.cgroups {
+            Ok(cg) => format!("task cpu/memory: one cgroup per task, {}", cg.describe()),
+            Err(why) => format!("task cpu/memory: per container ({why})"),
+        }
+    }
+
+    /// The task cgroups, when the agent makes them.
+    pub fn cgroups(&self) -> Option<&TaskCgroups> {
+        self.cgroups.as_ref().as_ref().ok()
+    }
+
+    /// Make the task's cgroup with its limits; `None` when the task has none or the cgroup
+    /// cannot be made (logged once: the containers are then capped one by one).
+    fn task_cgroup(&self, task: &DesiredTask) -> Option<String> {
+        let cg = self.cgroups()?;
+        let (cpu, memory) = task_limits(task);
+        let limits = TaskLimits { cpu, memory };
+        if !limits.any() {
+            return None;
+        }
+        let id = task_id(&task.task_arn);
+        match cg.apply(id, limits) {
+            Ok(()) => Some(cg.parent_name(id)),
+            Err(e) => {
+                if !self
+                    .cgroup_failed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(task = %task.task_arn, error = %e, "cannot make the task's cgroup: its containers are capped at the task's size one by one, the sum is not enforced (logged once)");
+                }
+                None
+            }
+        }
     }
 
     /// The engine.
@@ -600,12 +685,16 @@ impl DockerRuntime {
                 .map(|(k, (s, _))| (k, s))
                 .collect()
         };
+        let cgroup_parent = self.task_cgroup(task);
         let pause = match (&mode, pause_id) {
             (NetworkMode::Awsvpc, Some(id)) => {
                 tracing::info!(task = %task.task_arn, id = %id, "re-adopted the task's pause container");
                 Some(id)
             }
-            (NetworkMode::Awsvpc, None) => Some(self.start_pause(task, defs).await?),
+            (NetworkMode::Awsvpc, None) => Some(
+                self.start_pause(task, defs, cgroup_parent.as_deref())
+                    .await?,
+            ),
             _ => None,
         };
         // The published ports and the address come from the pause container's inspection.
@@ -628,6 +717,7 @@ impl DockerRuntime {
             pause,
             eni,
             volumes,
+            cgroup_parent,
             created: Mutex::new(recovered.clone()),
             recovered,
         };
@@ -640,13 +730,14 @@ impl DockerRuntime {
         &self,
         task: &DesiredTask,
         defs: &[ContainerDefinition],
+        cgroup_parent: Option<&str>,
     ) -> Result<String, StartError> {
         self.ensure_pause_image().await?;
         let mut last = None;
         // Twice: the shared network may be removed between our check and the start.
         for _ in 0..2 {
             self.ensure_network().await?;
-            match self.try_start_pause(task, defs).await {
+            match self.try_start_pause(task, defs, cgroup_parent).await {
                 Ok(r) => return Ok(r),
                 Err(e) => last = Some(e),
             }
@@ -658,6 +749,7 @@ impl DockerRuntime {
         &self,
         task: &DesiredTask,
         defs: &[ContainerDefinition],
+        cgroup_parent: Option<&str>,
     ) -> Result<String, StartError> {
         let mut ports: PortMap = HashMap::new();
         for c in defs {
@@ -691,12 +783,15 @@ impl DockerRuntime {
                 dns: first.and_then(|c| c.dns_servers.clone()),
                 dns_search: first.and_then(|c| c.dns_search_domains.clone()),
                 extra_hosts: first.and_then(extra_hosts),
+                cgroup_parent: cgroup_parent.map(str::to_string),
                 ..Default::default()
             }),
             ..Default::default()
         };
         let name = docker_name(task, "internalecspause");
-        self.create_and_start(&name, body).await
+        let id = self.create_and_start(&name, body).await?;
+        self.reapply_limits(task, cgroup_parent.is_some());
+        Ok(id)
     }
 
     async fn create_and_start(
@@ -761,6 +856,7 @@ impl DockerRuntime {
         let id = self
             .create_and_start(&docker_name(&p.task, &name), body)
             .await?;
+        self.reapply_limits(&p.task, p.cgroup_parent.is_some());
         p.created().insert(name, id.clone());
         let bindings = self.bindings_of(&p, def, &id).await;
         let mut c = self.attach(id, bindings, def.health_check.is_some(), 0, output);
@@ -843,13 +939,31 @@ impl DockerRuntime {
         }
     }
 
-    /// After the task's containers exited: stop its pause container, and remove the task's
-    /// containers and task-scoped volumes after the cleanup delay.
+    /// Under the systemd driver, systemd sets the task's slice up when the first container
+    /// starts in it and may reset its limit files: write them again.
+    fn reapply_limits(&self, task: &DesiredTask, has_cgroup: bool) {
+        if let Some(cg) = self.cgroups()
+            && has_cgroup
+            && cg.driver() == CgroupDriver::Systemd
+        {
+            let (cpu, memory) = task_limits(task);
+            if let Err(e) = cg.apply(task_id(&task.task_arn), TaskLimits { cpu, memory }) {
+                tracing::warn!(task = %task.task_arn, error = %e, "cannot write the task's limits on its slice");
+            }
+        }
+    }
+
+    /// After the task's containers exited: stop its pause container, remove the task's cgroup
+    /// (now empty), and remove the task's containers and task-scoped volumes after the
+    /// cleanup delay.
     pub async fn release(&self, task_arn: &str) {
         let p = self.tasks().remove(task_id(task_arn));
         if let Some((pause, _)) = p.as_ref().and_then(|p| p.pause.as_ref()) {
             let options = StopContainerOptionsBuilder::default().t(0).build();
             let _ = self.docker.stop_container(pause, Some(options)).await;
+        }
+        if let Some(cg) = self.cgroups() {
+            cg.remove(task_id(task_arn));
         }
         self.schedule_cleanup(task_arn.to_string(), self.config.cleanup_delay);
     }
@@ -885,6 +999,9 @@ impl DockerRuntime {
                 let options = RemoveVolumeOptionsBuilder::default().force(true).build();
                 let _ = self.docker.remove_volume(&v.name, Some(options)).await;
             }
+        }
+        if let Some(cg) = self.cgroups() {
+            cg.remove(task_id(task_arn));
         }
         tracing::debug!(task = %task_arn, "removed the task's containers");
     }
@@ -1236,6 +1353,26 @@ fn task_limits(task: &DesiredTask) -> (Option<u32>, Option<u32>) {
     (cpu, memory)
 }
 
+/// A container's own memory limit (MiB) and CPU cap (`NanoCpus`). With the task's cgroup
+/// (`in_task_cgroup`) the task's limits apply to the sum there, and a container has only its
+/// own `memory`; without it, the task's size caps each container (the sum is not enforced).
+fn container_limits(
+    container_memory: Option<i32>,
+    task_cpu: Option<u32>,
+    task_memory: Option<u32>,
+    in_task_cgroup: bool,
+) -> (Option<i64>, Option<i64>) {
+    if in_task_cgroup {
+        return (container_memory.map(i64::from), None);
+    }
+    let memory = match (container_memory.map(i64::from), task_memory.map(i64::from)) {
+        (Some(m), Some(t)) => Some(m.min(t)),
+        (m, t) => m.or(t),
+    };
+    let nano_cpus = task_cpu.map(|cpu| i64::from(cpu) * 1_000_000_000 / 1024);
+    (memory, nano_cpus)
+}
+
 /// The engine's create request for one container of a prepared task. Pure.
 fn create_body(
     p: &PreparedTask,
@@ -1251,20 +1388,14 @@ fn create_body(
     }
     let mut host = HostConfig {
         cpu_shares: Some(i64::from(c.cpu.unwrap_or(0)).clamp(2, 262_144)),
+        cgroup_parent: p.cgroup_parent.clone(),
         ..Default::default()
     };
-    // Limits: the container's own; the task's size caps each container too.
-    let memory = match (c.memory, task_mem) {
-        (Some(m), Some(t)) => Some(i64::from(m).min(i64::from(t))),
-        (Some(m), None) => Some(i64::from(m)),
-        (None, Some(t)) => Some(i64::from(t)),
-        (None, None) => None,
-    };
+    let (memory, nano_cpus) =
+        container_limits(c.memory, task_cpu, task_mem, p.cgroup_parent.is_some());
     host.memory = memory.map(|m| m * MIB);
     host.memory_reservation = c.memory_reservation.map(|m| i64::from(m) * MIB);
-    if let Some(cpu) = task_cpu {
-        host.nano_cpus = Some(i64::from(cpu) * 1_000_000_000 / 1024);
-    }
+    host.nano_cpus = nano_cpus;
     if let Some(lp) = &c.linux_parameters {
         if let (Some(swap), Some(m)) = (lp.max_swap, memory) {
             host.memory_swap = Some((m + i64::from(swap.max(0))) * MIB);
@@ -1563,6 +1694,33 @@ fn tar_one_file(name: &str, data: &[u8], mode: u32) -> Vec<u8> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn task_limits_cap_each_container_only_without_the_task_cgroup() {
+        // In the task's cgroup: the container's own memory only, no CPU cap.
+        assert_eq!(
+            container_limits(Some(32), Some(512), Some(64), true),
+            (Some(32), None)
+        );
+        assert_eq!(
+            container_limits(None, Some(512), Some(64), true),
+            (None, None)
+        );
+        // Without it: the task's size caps each container.
+        assert_eq!(
+            container_limits(Some(128), Some(512), Some(64), false),
+            (Some(64), Some(500_000_000))
+        );
+        assert_eq!(
+            container_limits(None, None, Some(64), false),
+            (Some(64), None)
+        );
+        assert_eq!(
+            container_limits(Some(16), None, None, false),
+            (Some(16), None)
+        );
+        assert_eq!(container_limits(None, None, None, false), (None, None));
+    }
 
     #[test]
     fn images_get_latest_unless_tagged() {

@@ -14,6 +14,7 @@
 //!
 //! [`AnyRuntime::reap_orphans`] runs at agent start-up.
 
+pub mod cgroup;
 pub mod docker;
 pub mod process;
 
