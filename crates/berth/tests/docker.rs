@@ -925,3 +925,102 @@ fn service_replaces_a_task_whose_container_is_killed() {
     // One container per task ever started: the two first and the three replacements.
     assert_eq!(d.containers().len(), 5, "{:?}", d.containers());
 }
+
+/// Every event of a log stream, oldest first, paging GetLogEvents forward (raw HTTP).
+fn all_log_messages(b: &common::Berth, group: &str, stream: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body =
+            json!({"logGroupName": group, "logStreamName": stream, "startFromHead": true});
+        if let Some(t) = &token {
+            body["nextToken"] = json!(t);
+        }
+        let (status, page) = b.call("us-east-1", "Logs_20140328.GetLogEvents", &body);
+        assert_eq!(status, 200, "{page}");
+        out.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_string()),
+        );
+        let next = page["nextForwardToken"].as_str().unwrap().to_string();
+        if token.as_deref() == Some(next.as_str()) {
+            return out;
+        }
+        token = Some(next);
+    }
+}
+
+/// awslogs `mode: blocking` through the Docker runtime: a container writing numbered lines
+/// as fast as it can finds every line stored exactly once, in order (the agent reads the
+/// engine's log stream no faster than it ships; the engine keeps the rest). The process
+/// runtime's counterpart is logs.rs's `blocking_mode_loses_no_line_of_a_flood`.
+#[test]
+fn docker_blocking_awslogs_loses_no_line_of_a_flood() {
+    if !docker_ready() {
+        return;
+    }
+    let d = DockerBerth::start();
+    let group = "/berth-test/docker-flood";
+    let n: usize = 100_000;
+    let pad = "x".repeat(90);
+    // ~100-byte lines with no pause (awk buffers its output: 4 KiB writes).
+    let script =
+        format!("awk 'BEGIN {{ for (i = 1; i <= {n}; i++) printf \"%07d {pad}\\n\", i }}'");
+    d.register(&json!({
+        "family": "flood",
+        "containerDefinitions": [{
+            "name": "w",
+            "image": IMAGE,
+            "memory": 64,
+            "command": sh(&script),
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": group, "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "flood", "awslogs-create-group": "true",
+                "mode": "blocking", "max-buffer-size": "1m"}},
+        }],
+    }));
+    let t0 = Instant::now();
+    let arn = d.run(&["--task-definition", "flood"]);
+    let t = d.wait_status(&arn, "STOPPED", secs(120));
+    assert_eq!(container(&t, "w")["exitCode"], 0, "{t:#}");
+    let stopped = t0.elapsed();
+    let stream = format!("flood/w/{}", task_id(&arn));
+    let want: Vec<String> = (1..=n).map(|i| format!("{i:07} {pad}")).collect();
+    // Everything is stored by the time the task is reported stopped (the agent drains the
+    // output before it reports the exit); allow a moment for the last acknowledgement anyway.
+    let deadline = Instant::now() + secs(30);
+    let got = loop {
+        let got = all_log_messages(d.b(), group, &stream);
+        if got.len() >= n || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    if got != want {
+        let first_bad = got.iter().zip(&want).position(|(g, w)| g != w);
+        let mut seen = std::collections::HashMap::new();
+        for (i, l) in got.iter().enumerate() {
+            seen.entry(&l[..7]).or_insert_with(Vec::new).push(i);
+        }
+        let dups: Vec<_> = seen.iter().filter(|(_, v)| v.len() > 1).take(5).collect();
+        let tail: Vec<&str> = got.iter().skip(n).take(3).map(|l| &l[..7]).collect();
+        let warnings: Vec<String> = d
+            .b()
+            .stderr()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .map(str::to_string)
+            .collect();
+        panic!(
+            "berth's warnings: {warnings:#?}\n{} lines stored of {n}; first difference at index {first_bad:?}; some repeated: {dups:?}; after the {n}th: {tail:?}",
+            got.len()
+        );
+    }
+    eprintln!(
+        "docker blocking flood: {n} lines stored in order; task STOPPED after {stopped:?}, all stored after {:?}",
+        t0.elapsed()
+    );
+}

@@ -1154,12 +1154,14 @@ async fn supervise(
 ) {
     let counters = Arc::new(OutputCounters::default());
     let grace = output.drain_grace();
+    let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut logs = tokio::spawn(follow_logs(
         docker.clone(),
         id.clone(),
         since_secs,
         output,
         counters.clone(),
+        exited.clone(),
     ));
     let options = WaitContainerOptionsBuilder::default()
         .condition("not-running")
@@ -1192,6 +1194,7 @@ async fn supervise(
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     };
+    exited.store(true, std::sync::atomic::Ordering::Relaxed);
     if !wait_reader(&mut logs, &counters, grace).await {
         tracing::warn!(id = %id, "the container's log stream is still open (or its lines not taken) after it exited; abandoning it");
     }
@@ -1203,20 +1206,76 @@ async fn supervise(
     exit.send_replace(Some(result));
 }
 
+/// How long a followed log stream may stay quiet after the container exited before the
+/// catch-up read takes over.
+const LOG_QUIET_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// A log entry's engine timestamp (`timestamps=true`): Unix seconds and nanoseconds, ordered.
+type Stamp = (i64, u32);
+
+/// Split `2026-11-30T04:56:23.087350123Z message` into its timestamp and the message.
+fn split_stamp(frame: &[u8]) -> (Option<Stamp>, &[u8]) {
+    let Some(space) = frame.iter().position(|b| *b == b' ') else {
+        return (None, frame);
+    };
+    match std::str::from_utf8(&frame[..space])
+        .ok()
+        .and_then(parse_rfc3339_utc)
+    {
+        Some(stamp) => (Some(stamp), &frame[space + 1..]),
+        None => (None, frame),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what the engine writes) to Unix seconds and nanos.
+fn parse_rfc3339_utc(s: &str) -> Option<Stamp> {
+    let s = s.strip_suffix('Z')?;
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let b = whole.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| whole.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if fraction.len() > 9 || !fraction.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse::<u32>().ok()?
+    };
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec, nanos))
+}
+
+/// Forwards the container's log stream line by line. The engine's follow mode can lose or
+/// repeat entries when its log file rotates under a slow reader (Docker 20.10's json-file with
+/// `max-size`, a blocking awslogs sink), so entries carry the engine's timestamps: one not
+/// newer than the last forwarded is a repeat and skipped, and once the container has exited
+/// and the followed stream is quiet (or ended), a plain read since the last forwarded entry
+/// picks up what the follower missed (what the engine still keeps).
 async fn follow_logs(
     docker: Docker,
     id: String,
     since_secs: i64,
     output: OutputSink,
     counters: Arc<OutputCounters>,
+    exited: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let options = LogsOptionsBuilder::default()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .since(i32::try_from(since_secs).unwrap_or(0))
-        .build();
-    let mut stream = docker.logs(&id, Some(options));
     // A blocking sink stops this loop, so the engine's stream is read no faster than the
     // lines are shipped (the engine keeps the rest in its own log); a non-blocking one drops
     // and counts what does not fit, as the process runtime does.
@@ -1224,27 +1283,57 @@ async fn follow_logs(
     let mut err = LineSplitter::new(MAX_LINE_BYTES);
     let mut out_fw = Forwarder::new(output.clone(), Stream::Stdout, counters.clone());
     let mut err_fw = Forwarder::new(output, Stream::Stderr, counters.clone());
-    while let Some(item) = stream.next().await {
-        counters
-            .progress
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let now = now_ms();
-        match item {
-            Ok(bollard::container::LogOutput::StdErr { message }) => {
-                err.push(&message, |l| err_fw.lines.push((now, l)));
+    let mut last: Option<Stamp> = None;
+    for follow in [true, false] {
+        let since = last.map_or(since_secs, |(secs, _)| secs);
+        let options = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since).unwrap_or(0))
+            .build();
+        let mut stream = docker.logs(&id, Some(options));
+        loop {
+            let item = if follow {
+                match tokio::time::timeout(LOG_QUIET_AFTER_EXIT, stream.next()).await {
+                    Ok(item) => item,
+                    Err(_) if exited.load(std::sync::atomic::Ordering::Relaxed) => break,
+                    Err(_) => continue,
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(item) = item else { break };
+            counters
+                .progress
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let now = now_ms();
+            let (is_err, frame) = match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => (true, message),
+                Ok(
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message },
+                ) => (false, message),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(id = %id, error = %e, "container log stream ended");
+                    break;
+                }
+            };
+            let (stamp, message) = split_stamp(&frame);
+            if let (Some(s), Some(l)) = (stamp, last)
+                && s <= l
+            {
+                continue;
+            }
+            last = stamp.or(last);
+            if is_err {
+                err.push(message, |l| err_fw.lines.push((now, l)));
                 err_fw.flush().await;
-            }
-            Ok(
-                bollard::container::LogOutput::StdOut { message }
-                | bollard::container::LogOutput::Console { message },
-            ) => {
-                out.push(&message, |l| out_fw.lines.push((now, l)));
+            } else {
+                out.push(message, |l| out_fw.lines.push((now, l)));
                 out_fw.flush().await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(id = %id, error = %e, "container log stream ended");
-                break;
             }
         }
     }
@@ -1720,6 +1809,33 @@ mod tests {
             (Some(16), None)
         );
         assert_eq!(container_limits(None, None, None, false), (None, None));
+    }
+
+    #[test]
+    fn engine_timestamps_parse_and_order() {
+        assert_eq!(parse_rfc3339_utc("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(
+            parse_rfc3339_utc("2026-11-30T04:56:23.087350123Z"),
+            Some((1_796_014_583, 87_350_123))
+        );
+        // Trailing zeros trimmed by the engine still order right.
+        let a = parse_rfc3339_utc("2024-02-29T23:59:59.1Z").unwrap();
+        let b = parse_rfc3339_utc("2024-02-29T23:59:59.09Z").unwrap();
+        assert_eq!(a, (1_709_251_199, 100_000_000));
+        assert!(b < a);
+        for bad in [
+            "",
+            "x",
+            "2024-02-29 23:59:59Z",
+            "2024-02-29T23:59:59.1234567891Z",
+            "2024-02-29T23:59:59",
+        ] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
+        let (stamp, msg) = split_stamp(b"2024-02-29T23:59:59.5Z hello world");
+        assert_eq!(stamp, Some((1_709_251_199, 500_000_000)));
+        assert_eq!(msg, b"hello world");
+        assert_eq!(split_stamp(b"no-stamp here"), (None, &b"no-stamp here"[..]));
     }
 
     #[test]
