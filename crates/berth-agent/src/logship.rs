@@ -26,12 +26,20 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 /// CloudWatch's largest event (256 KiB) less its 26 bytes of per-event overhead.
 pub const MAX_MESSAGE_BYTES: usize = 262_144 - 26;
-/// Most events in one chunk (PutLogEvents' limit).
-const MAX_CHUNK_EVENTS: usize = 10_000;
-/// Largest chunk, counting 26 bytes per event (PutLogEvents' limit).
-const MAX_CHUNK_BYTES: usize = 1_048_576;
-/// Largest request to the server (several streams' chunks).
-const MAX_REQUEST_BYTES: usize = 4 * 1_048_576;
+/// Most events in one chunk. The agent's path to the server has no PutLogEvents batch
+/// rules; a stream has one chunk in flight at a time, so its chunk size bounds its rate.
+const MAX_CHUNK_EVENTS: usize = 40_000;
+/// Largest chunk, counting 26 bytes per event.
+const MAX_CHUNK_BYTES: usize = 4 * 1_048_576;
+/// Largest request to the server (several streams' chunks); the server takes agent bodies
+/// up to 16 MiB, and JSON adds about 40 bytes per event.
+const MAX_REQUEST_BYTES: usize = 8 * 1_048_576;
+/// Requests in flight at once (each with other streams' chunks): the agent encodes and
+/// sends the next while the server commits the last, and the server's group commit puts
+/// them in one transaction.
+const MAX_REQUESTS_IN_FLIGHT: usize = 3;
+/// Smallest buffer per stream, whatever `max-buffer-size` says (room for the largest event).
+const MIN_BUFFER_BYTES: usize = 1_048_576;
 /// Default `max-buffer-size` (ECS's current default).
 pub const DEFAULT_MAX_BUFFER: usize = 10 * 1024 * 1024;
 /// A pending multi-line event is sent after this long without a new line.
@@ -216,13 +224,24 @@ struct StreamKey {
     stream: String,
 }
 
+/// A stream's chunk between its first send and the server's acknowledgement. A stream has
+/// at most one, so its chunks are stored in order, and a resent chunk keeps its sequence
+/// number, so the server stores it once.
+struct InFlight {
+    seq: u64,
+    events: Arc<Vec<LogLine>>,
+    bytes: usize,
+    /// Part of a request still awaiting its answer (not to be sent again meanwhile).
+    sending: bool,
+}
+
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<LogLine>,
     /// Bytes queued or in flight (the buffer `max-buffer-size` bounds).
     bytes: usize,
-    /// The chunk sent and not yet acknowledged: (seq, events, bytes).
-    in_flight: Option<(u64, Vec<LogLine>, usize)>,
+    /// The chunk sent and not yet acknowledged.
+    in_flight: Option<InFlight>,
     /// Writers still open on this stream.
     writers: usize,
     /// Events dropped because the buffer was full (non-blocking mode).
@@ -350,7 +369,7 @@ impl LogShipper {
             key,
             multiline: opts.multiline.clone(),
             blocking: opts.blocking,
-            max_buffer: opts.max_buffer.max(MAX_CHUNK_BYTES),
+            max_buffer: opts.max_buffer.max(MIN_BUFFER_BYTES),
             partial: None,
             closed: false,
         }
@@ -361,7 +380,7 @@ impl LogShipper {
         self.lock()
             .streams
             .values()
-            .map(|q| q.pending.len() + q.in_flight.as_ref().map_or(0, |f| f.1.len()))
+            .map(|q| q.pending.len() + q.in_flight.as_ref().map_or(0, |f| f.events.len()))
             .sum()
     }
 
@@ -390,15 +409,42 @@ impl LogShipper {
         let _ensurer = AbortOnDrop(ensurer);
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0u32;
+        // After a failure nothing new is sent before this.
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut sending = tokio::task::JoinSet::new();
         loop {
             let notified = self.inner.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let Some((req, taken)) = self.take_request() else {
-                notified.await;
-                continue;
+            if retry_at.is_some_and(|t| t <= tokio::time::Instant::now()) {
+                retry_at = None;
+            }
+            while retry_at.is_none() && sending.len() < MAX_REQUESTS_IN_FLIGHT {
+                let Some((req, taken)) = self.take_request() else {
+                    break;
+                };
+                let cp = cp.clone();
+                sending.spawn(async move { (cp.put_logs(req).await, taken) });
+            }
+            let retry = async {
+                match retry_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
             };
-            match cp.put_logs(req).await {
+            let (result, taken) = tokio::select! {
+                done = sending.join_next(), if !sending.is_empty() => match done {
+                    Some(Ok(done)) => done,
+                    // A send task panicked or was cancelled: its streams are sent again.
+                    _ => {
+                        self.release_all();
+                        continue;
+                    }
+                },
+                () = &mut notified => continue,
+                () = retry => continue,
+            };
+            match result {
                 Ok(resp) => {
                     if failures > 0 {
                         tracing::info!(
@@ -425,7 +471,9 @@ impl LogShipper {
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(error = %e, backlog = self.backlog(), "log shipping failed; retrying");
                     }
-                    tokio::time::sleep(backoff).await;
+                    // The chunks stay in flight and are resent, same sequence numbers.
+                    self.release(&taken);
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -460,7 +508,9 @@ impl LogShipper {
         }
     }
 
-    /// The next request: every stream's unacknowledged chunk, or a new one from its queue.
+    /// The next request: every stream's unacknowledged chunk that no request in flight
+    /// carries, or a new one from its queue. The chunks taken are marked as being sent until
+    /// [`LogShipper::acknowledge`] or [`LogShipper::release`].
     fn take_request(&self) -> Option<(PutLogsRequest, Vec<(StreamKey, u64)>)> {
         let mut st = self.lock();
         let (arn, token) = st.identity.clone()?;
@@ -484,25 +534,31 @@ impl LogShipper {
                         events.push(e);
                     }
                 }
-                q.in_flight = Some((next_seq, events, bytes));
+                q.in_flight = Some(InFlight {
+                    seq: next_seq,
+                    events: Arc::new(events),
+                    bytes,
+                    sending: false,
+                });
                 next_seq += 1;
             }
-            let Some((seq, events, bytes)) = &q.in_flight else {
+            let Some(f) = q.in_flight.as_mut().filter(|f| !f.sending) else {
                 continue;
             };
-            if !batches.is_empty() && size + bytes > MAX_REQUEST_BYTES {
+            if !batches.is_empty() && size + f.bytes > MAX_REQUEST_BYTES {
                 // The rest go in the next request.
                 break;
             }
-            size += bytes;
+            size += f.bytes;
+            f.sending = true;
             batches.push(LogBatch {
                 region: key.region.clone(),
                 group: key.group.clone(),
                 stream: key.stream.clone(),
-                seq: *seq,
-                events: events.clone(),
+                seq: f.seq,
+                events: Arc::clone(&f.events),
             });
-            taken.push((key.clone(), *seq));
+            taken.push((key.clone(), f.seq));
         }
         st.next_seq = next_seq;
         if batches.is_empty() {
@@ -519,6 +575,29 @@ impl LogShipper {
         ))
     }
 
+    /// A request failed: its chunks stay in flight, to be sent again.
+    fn release(&self, taken: &[(StreamKey, u64)]) {
+        let mut st = self.lock();
+        for (key, seq) in taken {
+            if let Some(f) = st
+                .streams
+                .get_mut(key)
+                .and_then(|q| q.in_flight.as_mut())
+                .filter(|f| f.seq == *seq)
+            {
+                f.sending = false;
+            }
+        }
+    }
+
+    /// Every chunk in flight is to be sent again (a send task ended without an answer).
+    fn release_all(&self) {
+        let mut st = self.lock();
+        for f in st.streams.values_mut().filter_map(|q| q.in_flight.as_mut()) {
+            f.sending = false;
+        }
+    }
+
     fn acknowledge(&self, taken: &[(StreamKey, u64)], resp: &PutLogsResponse) {
         let more = {
             let mut st = self.lock();
@@ -526,10 +605,10 @@ impl LogShipper {
                 let Some(q) = st.streams.get_mut(key) else {
                     continue;
                 };
-                if q.in_flight.as_ref().is_some_and(|f| f.0 == *seq)
-                    && let Some((_, _, bytes)) = q.in_flight.take()
+                if q.in_flight.as_ref().is_some_and(|f| f.seq == *seq)
+                    && let Some(f) = q.in_flight.take()
                 {
-                    q.bytes = q.bytes.saturating_sub(bytes);
+                    q.bytes = q.bytes.saturating_sub(f.bytes);
                 }
                 if let Some(Some(why)) = resp.refused.get(i)
                     && !q.refused
@@ -885,7 +964,7 @@ mod tests {
                 .lock()
                 .streams
                 .values()
-                .all(|q| q.bytes <= MAX_CHUNK_BYTES)
+                .all(|q| q.bytes <= 1_048_576)
         );
         let mut got = Vec::new();
         while got.len() < n as usize {
@@ -893,7 +972,11 @@ mod tests {
             if batches.is_empty() {
                 tokio::task::yield_now().await;
             }
-            got.extend(batches.into_iter().flat_map(|b| b.events));
+            got.extend(
+                batches
+                    .into_iter()
+                    .flat_map(|b| Arc::unwrap_or_clone(b.events)),
+            );
         }
         let w = writer.await.unwrap();
         assert_eq!(w.dropped(), 0);
@@ -902,6 +985,49 @@ mod tests {
             assert_eq!(e.message, line(i));
         }
         assert!(w.finish(Duration::from_millis(10)).await);
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_carry_other_streams_and_a_stream_stays_in_order() {
+        let shipper = LogShipper::new();
+        shipper.set_identity("arn", "t");
+        let o = AwslogsOptions::of(&def(&[("awslogs-group", "g")]))
+            .unwrap()
+            .unwrap();
+        let mut a = shipper.writer(&o, "a".into());
+        let mut b = shipper.writer(&o, "b".into());
+        a.push(1, "a1".into()).await;
+        let (r1, t1) = shipper.take_request().unwrap();
+        assert_eq!(r1.batches.len(), 1);
+        // While stream a's chunk is out, a second request carries only stream b.
+        a.push(2, "a2".into()).await;
+        b.push(2, "b1".into()).await;
+        let (r2, t2) = shipper.take_request().unwrap();
+        assert_eq!(r2.batches.len(), 1);
+        assert_eq!(r2.batches[0].stream, "b");
+        assert!(shipper.take_request().is_none());
+        // The second is acknowledged first; stream a's next chunk waits for its first.
+        shipper.acknowledge(
+            &t2,
+            &PutLogsResponse {
+                refused: vec![None],
+            },
+        );
+        assert!(shipper.take_request().is_none());
+        // The first failed: resent as it was, then a's next chunk with a higher number.
+        shipper.release(&t1);
+        let (again, t1) = shipper.take_request().unwrap();
+        assert_eq!(again.batches, r1.batches);
+        shipper.acknowledge(
+            &t1,
+            &PutLogsResponse {
+                refused: vec![None],
+            },
+        );
+        let (r3, _) = shipper.take_request().unwrap();
+        assert_eq!(r3.batches[0].stream, "a");
+        assert_eq!(r3.batches[0].events[0].message, "a2");
+        assert!(r3.batches[0].seq > r1.batches[0].seq);
     }
 
     #[tokio::test]
@@ -946,9 +1072,12 @@ mod tests {
         w.push(1, "one".into()).await;
         assert!(shipper.take_request().is_none());
         shipper.set_identity("arn", "t");
-        let (first, _) = shipper.take_request().unwrap();
-        // Not acknowledged: the same chunk again, same sequence number.
+        let (first, taken) = shipper.take_request().unwrap();
+        // While it is being sent, it is not sent again.
         w.push(2, "two".into()).await;
+        assert!(shipper.take_request().is_none());
+        // The request failed: the same chunk again, same sequence number.
+        shipper.release(&taken);
         let (again, taken) = shipper.take_request().unwrap();
         assert_eq!(first.batches, again.batches);
         shipper.acknowledge(

@@ -263,8 +263,29 @@ pub struct LogBatch {
     /// Increases by one per batch of this stream from this producer; a batch whose number
     /// the server already stored is acknowledged without being stored again.
     pub seq: u64,
-    /// The events.
-    pub events: Vec<LogLine>,
+    /// The events (shared: the agent keeps them until the server acknowledges the batch, and
+    /// a retry resends them without copying).
+    #[serde(with = "shared_vec")]
+    pub events: std::sync::Arc<Vec<LogLine>>,
+}
+
+/// `Arc<Vec<T>>` as a plain JSON array (serde's `rc` feature, for one field).
+mod shared_vec {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        v: &Arc<Vec<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_slice().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<Vec<T>>, D::Error> {
+        Vec::deserialize(d).map(Arc::new)
+    }
 }
 
 /// One log event.

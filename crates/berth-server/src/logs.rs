@@ -140,8 +140,8 @@ impl Gateway {
                 group: b.group,
                 stream: b.stream,
                 seq: b.seq,
-                events: b
-                    .events
+                // Deserialized, the batch is its events' only owner: no copy.
+                events: std::sync::Arc::unwrap_or_clone(b.events)
                     .into_iter()
                     .map(|e| (e.timestamp_ms, e.message))
                     .collect(),
