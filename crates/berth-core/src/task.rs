@@ -1038,9 +1038,14 @@ pub fn list(
         .service_name
         .as_ref()
         .map(|s| format!("service:{}", arn::last_segment(s)));
-    let items: Vec<(String, String)> = p
-        .tasks
-        .iter()
+    // The tasks desired RUNNING (the default filter) come from their index: a scan of every
+    // task kept (STOPPED ones stay an hour) made each listing O(tasks ever run in the hour).
+    let source: Box<dyn Iterator<Item = (&String, &TaskRecord)>> = if desired == "RUNNING" {
+        Box::new(p.tasks.desired_running())
+    } else {
+        Box::new(p.tasks.iter())
+    };
+    let items: Vec<(String, String)> = source
         .filter(|(_, t)| t.cluster == cluster_name)
         .filter(|(_, t)| t.task.desired_status.as_deref() == Some(desired.as_str()))
         .filter(|(_, t)| {

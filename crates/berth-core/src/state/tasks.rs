@@ -1,21 +1,45 @@
-//! A partition's tasks, indexed by the instance they run on.
+//! A partition's tasks, indexed by the instance they run on and by desired status.
 //!
 //! Agents sync every few seconds and placement looks at every candidate instance, and both
 //! want "the live tasks of instance X". A scan of every task (STOPPED ones are kept for an
 //! hour) made each of those O(tasks in the partition); the index makes it O(tasks on X).
+//! ListTasks (whose default filter is desiredStatus RUNNING) likewise reads the ids of the
+//! tasks desired RUNNING instead of scanning every task kept.
 //! Reads go through `Deref` to the map by id; every change goes through [`Tasks::insert`],
 //! [`Tasks::remove`] or [`Tasks::get_mut`], whose guard re-indexes the task when it is
-//! dropped, so the index cannot drift from the records whatever the caller changes.
+//! dropped, so the indexes cannot drift from the records whatever the caller changes.
 
 use super::TaskRecord;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, Deref, DerefMut};
 
-/// Tasks by id, with the ids of the live (not STOPPED) tasks placed on each instance.
+/// Tasks by id, with the ids of the live (not STOPPED) tasks placed on each instance and
+/// the ids of the tasks desired RUNNING.
 #[derive(Debug, Clone, Default)]
 pub struct Tasks {
     by_id: BTreeMap<String, TaskRecord>,
+    index: Index,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Index {
     live_by_instance: BTreeMap<String, BTreeSet<String>>,
+    desired_running: BTreeSet<String>,
+}
+
+/// Whether the task is desired RUNNING (ListTasks' default filter).
+fn desired_running(t: &TaskRecord) -> bool {
+    t.task.desired_status.as_deref() == Some("RUNNING")
+}
+
+fn set_desired_running(set: &mut BTreeSet<String>, id: &str, yes: bool) {
+    if yes {
+        if !set.contains(id) {
+            set.insert(id.to_string());
+        }
+    } else {
+        set.remove(id);
+    }
 }
 
 /// The instance a task counts on while it is live (placed and not STOPPED).
@@ -64,13 +88,14 @@ impl Tasks {
     /// Insert (or replace) task `id`.
     pub fn insert(&mut self, id: String, rec: TaskRecord) -> Option<TaskRecord> {
         if let Some(i) = live_instance(&rec) {
-            index(&mut self.live_by_instance, i, &id);
+            index(&mut self.index.live_by_instance, i, &id);
         }
+        set_desired_running(&mut self.index.desired_running, &id, desired_running(&rec));
         let old = self.by_id.insert(id.clone(), rec);
         if let Some(o) = &old {
             let now = self.by_id.get(&id).and_then(live_instance);
             if let Some(before) = live_instance(o).filter(|b| Some(*b) != now) {
-                unindex(&mut self.live_by_instance, before, &id);
+                unindex(&mut self.index.live_by_instance, before, &id);
             }
         }
         old
@@ -80,8 +105,9 @@ impl Tasks {
     pub fn remove(&mut self, id: &str) -> Option<TaskRecord> {
         let old = self.by_id.remove(id)?;
         if let Some(i) = live_instance(&old) {
-            unindex(&mut self.live_by_instance, i, id);
+            unindex(&mut self.index.live_by_instance, i, id);
         }
+        self.index.desired_running.remove(id);
         Some(old)
     }
 
@@ -92,11 +118,13 @@ impl Tasks {
             .range_mut::<str, _>((Bound::Included(id), Bound::Included(id)))
             .next()?;
         let before = live_instance(rec).map(str::to_string);
+        let was_desired_running = desired_running(rec);
         Some(TaskMut {
             key,
             rec,
-            index: &mut self.live_by_instance,
+            index: &mut self.index,
             before,
+            was_desired_running,
         })
     }
 
@@ -105,7 +133,8 @@ impl Tasks {
         &'a self,
         instance: &str,
     ) -> impl Iterator<Item = (&'a String, &'a TaskRecord)> + use<'a> {
-        self.live_by_instance
+        self.index
+            .live_by_instance
             .get(instance)
             .into_iter()
             .flatten()
@@ -114,23 +143,38 @@ impl Tasks {
 
     /// Whether any live task is placed on `instance`.
     pub fn any_live_on(&self, instance: &str) -> bool {
-        self.live_by_instance.contains_key(instance)
+        self.index.live_by_instance.contains_key(instance)
+    }
+
+    /// The tasks desired RUNNING, in id order.
+    pub fn desired_running(&self) -> impl Iterator<Item = (&String, &TaskRecord)> {
+        self.index
+            .desired_running
+            .iter()
+            .filter_map(|id| self.by_id.get_key_value(id))
     }
 
     /// Check the index against a full scan of the records (for tests and simulations).
     pub fn verify_index(&self) -> Result<(), String> {
-        let mut scanned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut scanned = Index::default();
         for (id, t) in &self.by_id {
             if let Some(i) = live_instance(t) {
-                scanned.entry(i.to_string()).or_default().insert(id.clone());
+                scanned
+                    .live_by_instance
+                    .entry(i.to_string())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            if desired_running(t) {
+                scanned.desired_running.insert(id.clone());
             }
         }
-        if scanned == self.live_by_instance {
+        if scanned == self.index {
             Ok(())
         } else {
             Err(format!(
                 "task index {:?} differs from a scan {:?}",
-                self.live_by_instance, scanned
+                self.index, scanned
             ))
         }
     }
@@ -140,8 +184,9 @@ impl Tasks {
 pub struct TaskMut<'a> {
     key: &'a String,
     rec: &'a mut TaskRecord,
-    index: &'a mut BTreeMap<String, BTreeSet<String>>,
+    index: &'a mut Index,
     before: Option<String>,
+    was_desired_running: bool,
 }
 
 impl Deref for TaskMut<'_> {
@@ -159,15 +204,19 @@ impl DerefMut for TaskMut<'_> {
 
 impl Drop for TaskMut<'_> {
     fn drop(&mut self) {
+        let desired = desired_running(self.rec);
+        if desired != self.was_desired_running {
+            set_desired_running(&mut self.index.desired_running, self.key, desired);
+        }
         let now = live_instance(self.rec);
         if now == self.before.as_deref() {
             return;
         }
         if let Some(b) = &self.before {
-            unindex(self.index, b, self.key);
+            unindex(&mut self.index.live_by_instance, b, self.key);
         }
         if let Some(n) = now {
-            index(self.index, n, self.key);
+            index(&mut self.index.live_by_instance, n, self.key);
         }
     }
 }
@@ -186,6 +235,14 @@ mod tests {
                     "arn:aws:ecs:us-east-1:123456789012:task/default/{id}"
                 )),
                 last_status: Some(status.into()),
+                desired_status: Some(
+                    if status == "STOPPED" {
+                        "STOPPED"
+                    } else {
+                        "RUNNING"
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             },
             instance_id: instance.map(str::to_string),
@@ -230,6 +287,7 @@ mod tests {
         Insert(u8, Option<u8>, u8),
         Remove(u8),
         SetStatus(u8, u8),
+        SetDesired(u8, u8),
         Move(u8, Option<u8>),
     }
 
@@ -247,6 +305,7 @@ mod tests {
                 .prop_map(|(t, i, s)| Op::Insert(t, i, s)),
             (0u8..24).prop_map(Op::Remove),
             (0u8..24, 0u8..5).prop_map(|(t, s)| Op::SetStatus(t, s)),
+            (0u8..24, 0u8..5).prop_map(|(t, s)| Op::SetDesired(t, s)),
             (0u8..24, proptest::option::of(0u8..4)).prop_map(|(t, i)| Op::Move(t, i)),
         ]
     }
@@ -270,6 +329,11 @@ mod tests {
                             r.task.last_status = Some(STATUSES[usize::from(s)].into());
                         }
                     }
+                    Op::SetDesired(id, s) => {
+                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
+                            r.task.desired_status = Some(STATUSES[usize::from(s)].into());
+                        }
+                    }
                     Op::Move(id, i) => {
                         if let Some(mut r) = t.get_mut(&format!("t{id}")) {
                             r.instance_id = i.map(|i| format!("i{i}"));
@@ -286,6 +350,12 @@ mod tests {
                         .collect();
                     prop_assert_eq!(live_ids(&t, &inst), scan);
                 }
+                let scan: Vec<&String> = t
+                    .iter()
+                    .filter(|(_, r)| r.task.desired_status.as_deref() == Some("RUNNING"))
+                    .map(|(id, _)| id)
+                    .collect();
+                prop_assert_eq!(t.desired_running().map(|(id, _)| id).collect::<Vec<_>>(), scan);
             }
         }
     }
