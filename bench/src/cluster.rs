@@ -16,7 +16,7 @@ fn ms_since(t: Instant) -> f64 {
 }
 
 /// Berth's agent timeout (`AGENT_TIMEOUT_MS` in berth-core), for the reports.
-const AGENT_TIMEOUT_S: f64 = 6.0;
+const AGENT_TIMEOUT_S: f64 = 4.5;
 
 /// Resources of a simulated agent that never runs out (CPU units, MiB).
 const BIG: (i32, i32) = (1_000_000, 100_000_000);
@@ -226,7 +226,7 @@ pub(crate) async fn frozen(o: &Opts) -> Result<Report> {
         "spawned `sleep` processes",
     ));
     r.notes.push(format!(
-        "An agent's heartbeat is the arrival of its last sync (agents sync at least every 2 s), so \
+        "An agent's heartbeat is the arrival of its last sync (agents sync at least every 1.5 s), so \
          detection comes at most the agent timeout ({AGENT_TIMEOUT_S} s) after the freeze, and the \
          replacements one scheduler tick (250 ms) later; a shorter timeout trades against false \
          verdicts (see the saturation case)."

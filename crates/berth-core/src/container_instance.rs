@@ -15,11 +15,14 @@ use berth_api::ecs::{
 };
 
 /// An agent not heard from for this long is shown `agentConnected: false` and gets no new
-/// placements. Agents sync at least every [`SYNC_INTERVAL_MS`].
-pub const AGENT_TIMEOUT_MS: i64 = 6_000;
+/// placements, and its tasks are replaced elsewhere. Agents sync at least every
+/// [`SYNC_INTERVAL_MS`] (the server holds a poll no longer), so a live agent's heartbeats are
+/// ~1.5 s apart and it has 3 s of slack before a false verdict; a frozen one is detected at
+/// most 4.5 s (+ one scheduler tick) after it froze.
+pub const AGENT_TIMEOUT_MS: i64 = 4_500;
 
 /// Longest time an agent's sync is held open by the server (long poll).
-pub const SYNC_INTERVAL_MS: u64 = 2_000;
+pub const SYNC_INTERVAL_MS: u64 = 1_500;
 
 /// Host ports ECS reserves on every instance (SSH, Docker, the ECS agent).
 pub const DEFAULT_RESERVED_PORTS: [i32; 6] = [22, 2375, 2376, 51678, 51679, 51680];
