@@ -20,6 +20,7 @@ use berth_core::agent_protocol::{
 };
 use regex::Regex;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -263,6 +264,9 @@ struct State {
     /// comes back (a reused process id) never repeats a number the server has seen.
     next_seq: u64,
     identity: Option<(String, String)>,
+    /// The last stream put in a request: the next request starts after it, so that streams
+    /// take turns when a request cannot carry them all (none waits behind busier ones).
+    cursor: Option<StreamKey>,
 }
 
 struct EnsureJob {
@@ -518,7 +522,20 @@ impl LogShipper {
         let mut batches = Vec::new();
         let mut taken = Vec::new();
         let mut size = 0usize;
-        for (key, q) in &mut st.streams {
+        // Round robin from the stream after the last one served.
+        let order: Vec<StreamKey> = match &st.cursor {
+            Some(c) => st
+                .streams
+                .range((Bound::Excluded(c), Bound::Unbounded))
+                .chain(st.streams.range(..=c))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            None => st.streams.keys().cloned().collect(),
+        };
+        for key in order {
+            let Some(q) = st.streams.get_mut(&key) else {
+                continue;
+            };
             if q.in_flight.is_none() && !q.pending.is_empty() {
                 let mut events = Vec::new();
                 let mut bytes = 0;
@@ -559,6 +576,7 @@ impl LogShipper {
                 events: Arc::clone(&f.events),
             });
             taken.push((key.clone(), f.seq));
+            st.cursor = Some(key);
         }
         st.next_seq = next_seq;
         if batches.is_empty() {
@@ -1028,6 +1046,53 @@ mod tests {
         assert_eq!(r3.batches[0].stream, "a");
         assert_eq!(r3.batches[0].events[0].message, "a2");
         assert!(r3.batches[0].seq > r1.batches[0].seq);
+    }
+
+    #[tokio::test]
+    async fn streams_take_turns_when_a_request_cannot_carry_them_all() {
+        let shipper = LogShipper::new();
+        shipper.set_identity("arn", "t");
+        let o = AwslogsOptions::of(&def(&[("awslogs-group", "g")]))
+            .unwrap()
+            .unwrap();
+        // 20 streams of ~600 KiB each: one 8 MiB request carries 13 of them.
+        let mut writers = Vec::new();
+        for i in 0..20 {
+            writers.push(shipper.writer(&o, format!("s{i:02}")));
+        }
+        let big = "x".repeat(200 * 1024);
+        async fn fill(writers: &mut [StreamWriter], big: &str, ts: i64) {
+            for w in writers {
+                for k in 0..3 {
+                    w.push(ts + k, big.to_string()).await;
+                }
+            }
+        }
+        fill(&mut writers, &big, 1).await;
+        let streams = |r: &PutLogsRequest| -> Vec<String> {
+            r.batches.iter().map(|b| b.stream.clone()).collect()
+        };
+        let (r1, t1) = shipper.take_request().unwrap();
+        let first = streams(&r1);
+        assert!(first.len() < 20, "{first:?}");
+        shipper.acknowledge(
+            &t1,
+            &PutLogsResponse {
+                refused: vec![None; first.len()],
+            },
+        );
+        // Every stream has more; the ones the first request left out go first.
+        fill(&mut writers, &big, 10).await;
+        let (r2, _) = shipper.take_request().unwrap();
+        let second = streams(&r2);
+        for i in first.len()..20 {
+            let s = format!("s{i:02}");
+            assert!(
+                second.contains(&s),
+                "{s} waits behind busier streams: {second:?}"
+            );
+        }
+        drop(writers);
     }
 
     #[tokio::test]
