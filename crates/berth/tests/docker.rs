@@ -171,7 +171,10 @@ impl DockerBerth {
 
 impl Drop for DockerBerth {
     fn drop(&mut self) {
-        // Twice: a runner may create a container between the listing and the removal.
+        // Berth first: a live service would replace the tasks whose containers go below, and
+        // its new containers would outlive the test (orphans in `docker ps -a`).
+        self.berth.kill();
+        // Twice, in case the engine was still creating one when Berth died.
         for _ in 0..2 {
             let ids = self.containers();
             if !ids.is_empty() {

@@ -461,12 +461,19 @@ impl Berth {
     }
 }
 
-impl Drop for Berth {
-    fn drop(&mut self) {
+impl Berth {
+    /// SIGKILL the process and reap it, if it is still running (never panics).
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
