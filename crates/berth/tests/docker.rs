@@ -929,33 +929,6 @@ fn service_replaces_a_task_whose_container_is_killed() {
     assert_eq!(d.containers().len(), 5, "{:?}", d.containers());
 }
 
-/// Every event of a log stream, oldest first, paging GetLogEvents forward (raw HTTP).
-fn all_log_messages(b: &common::Berth, group: &str, stream: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut body =
-            json!({"logGroupName": group, "logStreamName": stream, "startFromHead": true});
-        if let Some(t) = &token {
-            body["nextToken"] = json!(t);
-        }
-        let (status, page) = b.call("us-east-1", "Logs_20140328.GetLogEvents", &body);
-        assert_eq!(status, 200, "{page}");
-        out.extend(
-            page["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["message"].as_str().unwrap().to_string()),
-        );
-        let next = page["nextForwardToken"].as_str().unwrap().to_string();
-        if token.as_deref() == Some(next.as_str()) {
-            return out;
-        }
-        token = Some(next);
-    }
-}
-
 /// awslogs `mode: blocking` through the Docker runtime: a container writing numbered lines
 /// as fast as it can finds every line stored exactly once, in order (the agent reads the
 /// engine's log stream no faster than it ships; the engine keeps the rest). The process
@@ -996,7 +969,7 @@ fn docker_blocking_awslogs_loses_no_line_of_a_flood() {
     // output before it reports the exit); allow a moment for the last acknowledgement anyway.
     let deadline = Instant::now() + secs(30);
     let got = loop {
-        let got = all_log_messages(d.b(), group, &stream);
+        let got = d.b().all_log_messages(group, &stream);
         if got.len() >= n || Instant::now() > deadline {
             break got;
         }

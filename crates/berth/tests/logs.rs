@@ -163,33 +163,6 @@ fn messages(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Every event of a stream, oldest first, by paging GetLogEvents forward (raw HTTP).
-fn all_events(b: &Berth, group: &str, stream: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut body =
-            json!({"logGroupName": group, "logStreamName": stream, "startFromHead": true});
-        if let Some(t) = &token {
-            body["nextToken"] = json!(t);
-        }
-        let page = logs_ok(b, "GetLogEvents", &body);
-        out.extend(page["events"].as_array().unwrap().iter().cloned());
-        let next = page["nextForwardToken"].as_str().unwrap().to_string();
-        if token.as_deref() == Some(next.as_str()) {
-            return out;
-        }
-        token = Some(next);
-    }
-}
-
-fn all_messages(b: &Berth, group: &str, stream: &str) -> Vec<String> {
-    all_events(b, group, stream)
-        .iter()
-        .map(|e| e["message"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn stream_names(b: &Berth, group: &str) -> Vec<String> {
     let v = b
         .aws(&["logs", "describe-log-streams", "--log-group-name", group])
@@ -458,7 +431,7 @@ fn blocking_mode_loses_no_line_of_a_flood() {
     // a moment for the last acknowledgement anyway.
     let want: Vec<String> = (1..=n).map(|i| format!("{i:07} {pad}")).collect();
     let got = wait_until("every line stored", secs(30), || {
-        let got = all_messages(b, group, &stream);
+        let got = b.all_log_messages(group, &stream);
         (got.len() >= n).then_some(got)
     });
     let elapsed = t0.elapsed();
@@ -575,7 +548,7 @@ fn a_missing_log_group_fails_the_task_as_ecs_does() {
         .collect();
     assert_eq!(names, ["/ecs/autocreated"]);
     let stream = format!("processor/{CONTAINER}/{}", task_id(&arn));
-    assert_eq!(all_messages(b, "/ecs/autocreated", &stream), ["created"]);
+    assert_eq!(b.all_log_messages("/ecs/autocreated", &stream), ["created"]);
 }
 
 #[test]
@@ -789,7 +762,7 @@ fn retention_removes_old_events() {
     );
     put_events(b, "/retained", "s", &[(now - 1000, "recent".into())]);
     assert_eq!(
-        all_messages(b, "/retained", "s"),
+        b.all_log_messages("/retained", "s"),
         ["old 1", "old 2", "recent"]
     );
     b.aws(&[
@@ -802,7 +775,7 @@ fn retention_removes_old_events() {
     ])
     .json();
     wait_until("the sweep to remove the old events", secs(10), || {
-        (all_messages(b, "/retained", "s") == ["recent"]).then_some(())
+        (b.all_log_messages("/retained", "s") == ["recent"]).then_some(())
     });
     let g = b
         .aws(&[
@@ -991,7 +964,7 @@ fn sigkill_while_a_task_logs_loses_no_acknowledged_event_and_doubles_none() {
     let b = f.b();
     let t = wait_stopped(b, &arn, secs(30));
     assert_eq!(t["desiredStatus"], "STOPPED", "{t:#}");
-    let after = all_messages(b, GROUP, &stream);
+    let after = b.all_log_messages(GROUP, &stream);
     // A prefix of the output, every acknowledged line included, none twice.
     assert!(
         after.len() >= before.len(),
@@ -1186,7 +1159,7 @@ fn server_restart_under_a_remote_agent_loses_and_doubles_nothing() {
     // Every line printed, once, in order: the agent resent what was not acknowledged, and
     // the server dropped what it already had.
     let got = wait_until("every line", secs(30), || {
-        let got = all_messages(b, "/remote", &stream);
+        let got = b.all_log_messages("/remote", &stream);
         (got.len() >= 3_000).then_some(got)
     });
     assert_eq!(got.len(), 3_000, "no duplicates");

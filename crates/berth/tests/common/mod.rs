@@ -453,6 +453,41 @@ impl Berth {
         arns(&v["families"])
     }
 
+    /// Every event of a log stream (us-east-1), oldest first, paging GetLogEvents forward
+    /// over raw HTTP until the same token comes back.
+    pub fn all_log_events(&self, group: &str, stream: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = serde_json::json!({
+                "logGroupName": group, "logStreamName": stream, "startFromHead": true,
+            });
+            if let Some(t) = &token {
+                body["nextToken"] = serde_json::json!(t);
+            }
+            let (status, page) =
+                self.call("us-east-1", &format!("{LOGS_PREFIX}.GetLogEvents"), &body);
+            assert_eq!(status, 200, "GetLogEvents {body}: {page}");
+            out.extend(page["events"].as_array().into_iter().flatten().cloned());
+            let next = page["nextForwardToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if token.as_deref() == Some(next.as_str()) {
+                return out;
+            }
+            token = Some(next);
+        }
+    }
+
+    /// The messages of [`Berth::all_log_events`].
+    pub fn all_log_messages(&self, group: &str, stream: &str) -> Vec<String> {
+        self.all_log_events(group, stream)
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// `GET /healthz` answers `ok`.
     pub fn assert_healthy(&self) {
         let r = self.http("GET", "/healthz", &[], b"");
