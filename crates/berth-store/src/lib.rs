@@ -7,6 +7,7 @@
 //! embedded default) and [`MemStore`] (tests and simulations). Every backend passes the
 //! same conformance suite (`tests/conformance.rs`).
 
+mod codec;
 mod mem;
 mod sqlite;
 
@@ -21,6 +22,9 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A record body could not be encoded or decoded.
+    #[error("record encoding: {0}")]
+    Codec(String),
     /// A stored record names a kind this build does not know.
     #[error("stored record of unknown kind {0:?} (written by a newer Berth?)")]
     UnknownKind(String),

@@ -1,6 +1,8 @@
 //! The embedded store: one SQLite database in WAL mode with `synchronous=FULL`, so a
-//! committed batch survives both a killed process and a lost machine.
+//! committed batch survives both a killed process and a lost machine. Bodies are stored
+//! compressed (see [`crate::codec`]).
 
+use crate::codec::Codec;
 use crate::{Mutation, Record, Store, StoreError};
 use berth_core::state::Kind;
 use rusqlite::{Connection, params};
@@ -20,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     conn: Connection,
+    codec: Codec,
 }
 
 impl SqliteStore {
@@ -58,7 +61,10 @@ impl SqliteStore {
             )?;
             tx.commit()?;
         }
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore {
+            conn,
+            codec: Codec::new()?,
+        })
     }
 }
 
@@ -76,7 +82,8 @@ impl Store for SqliteStore {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (kind, key, body) = row?;
+            let (kind, key, stored) = row?;
+            let body = self.codec.decode(stored)?;
             let kind = Kind::from_name(&kind).ok_or(StoreError::UnknownKind(kind))?;
             out.push(Record { kind, key, body });
         }
@@ -99,7 +106,8 @@ impl Store for SqliteStore {
             for m in batch {
                 match m {
                     Mutation::Put(r) => {
-                        put.execute(params![r.kind.name(), r.key, r.body])?;
+                        let stored = self.codec.encode(&r.body)?;
+                        put.execute(params![r.kind.name(), r.key, stored])?;
                     }
                     Mutation::Delete { kind, key } => {
                         del.execute(params![kind.name(), key])?;

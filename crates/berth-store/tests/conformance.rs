@@ -87,3 +87,43 @@ fn sqlite_survives_reopen() {
     let mut s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.load().unwrap().len(), 1);
 }
+
+#[test]
+fn sqlite_compresses_bodies_and_reads_plain_json_of_older_berths() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let body = format!(
+        r#"{{"cluster":"default","task":{{"taskArn":"arn:aws:ecs:us-east-1:000000000000:task/default/{}","lastStatus":"RUNNING","containers":[{{"name":"main","lastStatus":"RUNNING"}}]}}}}"#,
+        "ab".repeat(16)
+    );
+    {
+        let mut s = SqliteStore::open(&path).unwrap();
+        s.commit(&[put(Kind::Task, "t1", &body)]).unwrap();
+    }
+    // What is on disk is not the JSON, and is smaller.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let stored: Vec<u8> = conn
+        .query_row("SELECT body FROM records WHERE key = 't1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_ne!(stored, body.as_bytes());
+    assert!(
+        stored.len() < body.len() / 2,
+        "{} of {}",
+        stored.len(),
+        body.len()
+    );
+    // A record an older Berth wrote as plain JSON still loads.
+    conn.execute(
+        "INSERT INTO records (kind, key, body) VALUES ('cluster', 'c1', ?1)",
+        [br#"{"name":"old"}"#.to_vec()],
+    )
+    .unwrap();
+    drop(conn);
+    let mut s = SqliteStore::open(&path).unwrap();
+    let loaded = s.load().unwrap();
+    let find = |k: &str| loaded.iter().find(|r| r.key == k).unwrap().body.clone();
+    assert_eq!(find("t1"), body.as_bytes());
+    assert_eq!(find("c1"), br#"{"name":"old"}"#);
+}
