@@ -3,18 +3,26 @@
 //! One SQLite file in WAL mode. The writer thread owns the only write connection; readers
 //! take a connection from the pool and read a consistent snapshot while the writer goes on.
 
-use crate::LogsError;
+use crate::{LogsError, chunk};
 use rusqlite::{Connection, OpenFlags};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One schema migration: SQL, or Rust for what SQL cannot do.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&Connection) -> Result<(), LogsError>),
+}
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: groups, streams, events. AUTOINCREMENT so that ids are never reused: event ids
     // are eventIds and paging positions, stream and group ids key events of deleted ones
     // until they are purged.
-    "CREATE TABLE groups (
+    Migration::Sql(
+        "CREATE TABLE groups (
         id             INTEGER PRIMARY KEY AUTOINCREMENT,
         account        TEXT NOT NULL,
         region         TEXT NOT NULL,
@@ -55,7 +63,117 @@ const MIGRATIONS: &[&str] = &[
         stream_id INTEGER PRIMARY KEY,
         bytes     INTEGER NOT NULL
     );",
+    ),
+    // 2: events in chunks (see `chunk`): one row per ~1 MiB of a stream's events instead of
+    // one per event. The events of version 1 move into chunks, keeping their ids.
+    Migration::Rust(to_chunks),
 ];
+
+const CHUNKS_SCHEMA: &str = "
+    CREATE TABLE chunks (
+        id             INTEGER PRIMARY KEY,
+        group_id       INTEGER NOT NULL,
+        stream_id      INTEGER NOT NULL,
+        min_ts         INTEGER NOT NULL,
+        max_ts         INTEGER NOT NULL,
+        first_event_id INTEGER NOT NULL,
+        count          INTEGER NOT NULL,
+        bytes          INTEGER NOT NULL,
+        ingest_ms      INTEGER NOT NULL,
+        data           BLOB NOT NULL
+    );
+    CREATE INDEX chunks_by_stream ON chunks (stream_id, min_ts);
+    CREATE INDEX chunks_by_stream_end ON chunks (stream_id, max_ts);
+    CREATE INDEX chunks_by_group ON chunks (group_id, min_ts);
+    CREATE TABLE event_ids (next INTEGER NOT NULL);";
+
+/// Migration 2: create the chunks and move every event into them, in id order (so chunk
+/// ids follow ingestion, which eviction relies on), a chunk per run of a stream's events
+/// with the same ingestion time, cut as new chunks are.
+fn to_chunks(conn: &Connection) -> Result<(), LogsError> {
+    conn.execute_batch(CHUNKS_SCHEMA)?;
+    let last: i64 = conn.query_row(
+        "SELECT max(ifnull((SELECT max(id) FROM events), 0),
+                    ifnull((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute("INSERT INTO event_ids (next) VALUES (?1)", [last + 1])?;
+    struct Run {
+        group_id: i64,
+        ingest_ms: i64,
+        lo: i64,
+        hi: i64,
+        bytes: usize,
+        events: Vec<(i64, i64, String)>,
+    }
+    fn flush(conn: &Connection, stream_id: i64, run: Run) -> Result<(), LogsError> {
+        let mut events: Vec<chunk::Event<'_>> = run
+            .events
+            .iter()
+            .map(|(ts, id, m)| chunk::Event {
+                ts: *ts,
+                id: *id,
+                message: m,
+            })
+            .collect();
+        crate::events::insert_chunk(conn, run.group_id, stream_id, run.ingest_ms, &mut events)
+    }
+    fn flush_all(conn: &Connection, pending: &mut HashMap<i64, Run>) -> Result<(), LogsError> {
+        let mut runs: Vec<(i64, Run)> = pending.drain().collect();
+        // Oldest run first, so that chunk ids keep following the event ids.
+        runs.sort_by_key(|(_, run)| run.events.first().map_or(0, |e| e.1));
+        for (stream_id, run) in runs {
+            flush(conn, stream_id, run)?;
+        }
+        Ok(())
+    }
+    /// Pending runs are flushed together past this many bytes.
+    const PENDING_BYTES: usize = 64 << 20;
+    let mut pending: HashMap<i64, Run> = HashMap::new();
+    let mut pending_bytes = 0usize;
+    let mut stmt = conn.prepare(
+        "SELECT id, group_id, stream_id, ts, ingest_ms, message FROM events ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let (id, group_id, stream_id, ts, ingest_ms): (i64, i64, i64, i64, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        let message: String = r.get(5)?;
+        if let Some(run) = pending.get(&stream_id)
+            && (run.ingest_ms != ingest_ms
+                || run.group_id != group_id
+                || run.bytes + message.len() > chunk::CHUNK_BYTES
+                || ts.max(run.hi).saturating_sub(ts.min(run.lo)) > chunk::CHUNK_SPAN_MS)
+            && let Some(run) = pending.remove(&stream_id)
+        {
+            pending_bytes -= run.bytes;
+            flush(conn, stream_id, run)?;
+        }
+        let run = pending.entry(stream_id).or_insert_with(|| Run {
+            group_id,
+            ingest_ms,
+            lo: ts,
+            hi: ts,
+            bytes: 0,
+            events: Vec::new(),
+        });
+        run.lo = run.lo.min(ts);
+        run.hi = run.hi.max(ts);
+        run.bytes += message.len();
+        pending_bytes += message.len();
+        run.events.push((ts, id, message));
+        if pending_bytes > PENDING_BYTES {
+            flush_all(conn, &mut pending)?;
+            pending_bytes = 0;
+        }
+    }
+    drop(rows);
+    drop(stmt);
+    flush_all(conn, &mut pending)?;
+    conn.execute_batch("DROP TABLE events")?;
+    Ok(())
+}
 
 /// Open the write connection and bring the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, LogsError> {
@@ -77,9 +195,12 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LogsError> {
         )));
     }
     let start = usize::try_from(version).unwrap_or(0);
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(start) {
         let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
+        match migration {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Rust(f) => f(&tx)?,
+        }
         tx.pragma_update(
             None,
             "user_version",

@@ -2,6 +2,7 @@
 //! FilterLogEvents across a group's streams, and the agent's append path.
 
 use crate::LogsError;
+use crate::chunk;
 use crate::groups::{self, GroupRow, StreamRow};
 use crate::pattern::FilterPattern;
 use crate::token::{self, Boundary, Direction};
@@ -9,7 +10,9 @@ use crate::writer::WriteCtx;
 use berth_api::logs;
 use berth_core::PartitionKey;
 use rusqlite::{Connection, params};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::ops::ControlFlow;
 
 /// One day in milliseconds.
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -31,21 +34,41 @@ const MAX_PAGE_EVENTS: usize = 10_000;
 const MAX_PAGE_BYTES: usize = 1_048_576;
 /// Most events FilterLogEvents examines in one call before answering with a token.
 const MAX_FILTER_SCAN: usize = 200_000;
-/// Rows read per query while filtering.
-const FILTER_CHUNK: usize = 2_000;
 
-/// Rows inserted by one multi-row INSERT.
-const ROWS_PER_INSERT: usize = 100;
+/// Chunks removed or rewritten per transaction when sweeping.
+pub(crate) const SWEEP_CHUNKS: i64 = 64;
 
-static MULTI_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let row = "(?, ?, ?, ?, ?)";
-    format!(
-        "INSERT INTO events (group_id, stream_id, ts, ingest_ms, message) VALUES {}",
-        vec![row; ROWS_PER_INSERT].join(", ")
-    )
-});
+/// Store one chunk of a stream's events (sorted here).
+pub(crate) fn insert_chunk(
+    conn: &Connection,
+    group_id: i64,
+    stream_id: i64,
+    ingest_ms: i64,
+    events: &mut [chunk::Event<'_>],
+) -> Result<(), LogsError> {
+    let Some((sum, data)) = chunk::encode(events) else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "INSERT INTO chunks (group_id, stream_id, min_ts, max_ts, first_event_id, count, bytes, ingest_ms, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        group_id,
+        stream_id,
+        sum.min_ts,
+        sum.max_ts,
+        sum.first_event_id,
+        sum.count,
+        sum.bytes,
+        ingest_ms,
+        data
+    ])?;
+    Ok(())
+}
 
-/// Insert events into a stream and keep its statistics. Returns the bytes stored.
+/// Insert events (in capture order) into a stream and keep its statistics. Returns the
+/// bytes stored.
 fn insert_events(
     conn: &Connection,
     g: &GroupRow,
@@ -56,11 +79,11 @@ fn insert_events(
     if events.is_empty() {
         return Ok(0);
     }
-    // Many rows per statement: fewer statement executions (and AUTOINCREMENT bookkeeping).
-    let mut many = conn.prepare_cached(&MULTI_INSERT)?;
-    let mut one = conn.prepare_cached(
-        "INSERT INTO events (group_id, stream_id, ts, ingest_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    // Event ids, consecutive in capture order; never reused.
+    let first_id: i64 = conn
+        .prepare_cached("UPDATE event_ids SET next = next + ?1 RETURNING next - ?1")?
+        .query_row(params![n], |r| r.get(0))?;
     let mut bytes = 0i64;
     let mut first = i64::MAX;
     let mut last = i64::MIN;
@@ -69,16 +92,8 @@ fn insert_events(
         first = first.min(*ts);
         last = last.max(*ts);
     }
-    let mut chunks = events.chunks_exact(ROWS_PER_INSERT);
-    for chunk in chunks.by_ref() {
-        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(ROWS_PER_INSERT * 5);
-        for (ts, message) in chunk {
-            args.extend_from_slice(&[&g.id, &s.id, ts, &now_ms, message]);
-        }
-        many.execute(args.as_slice())?;
-    }
-    for (ts, message) in chunks.remainder() {
-        one.execute(params![g.id, s.id, ts, now_ms, message])?;
+    for mut run in chunk::cut(events, first_id) {
+        insert_chunk(conn, g.id, s.id, now_ms, &mut run)?;
     }
     conn.prepare_cached(
         "UPDATE streams SET
@@ -182,16 +197,6 @@ struct EventRow {
     stream_id: i64,
 }
 
-fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok(EventRow {
-        id: r.get(0)?,
-        ts: r.get(1)?,
-        ingest_ms: r.get(2)?,
-        message: r.get(3)?,
-        stream_id: r.get(4)?,
-    })
-}
-
 /// Which events a scan reads.
 #[derive(Debug, Clone, Copy)]
 enum Scope {
@@ -199,62 +204,149 @@ enum Scope {
     Group(i64),
 }
 
-/// Up to `limit` events of `scope` with `lo <= ts < hi` on one side of `from`, nearest
-/// first. Two index seeks (the rest of `from`'s millisecond, then the later or earlier ones)
-/// so that many events sharing a timestamp never make a page rescan its predecessors.
-fn fetch(
+/// A chunk a scan has yet to open.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: i64,
+    stream_id: i64,
+    /// The scan-order key of the first event it can hold.
+    key: (i64, i64),
+    ingest_ms: i64,
+}
+
+/// Visit the events of `scope` with `lo <= ts < hi` on one side of `from` (after it going
+/// forward, at or before it going backward), nearest first, in (timestamp, id) order, until
+/// `visit` breaks. Only chunks of streams `want` accepts are opened.
+///
+/// Chunks are read in the order of their first possible event (forward: by `min_ts`,
+/// backward: by `max_ts` descending) and merged: an event is visited once no chunk yet
+/// unopened can hold one before it. As a chunk spans at most [`chunk::CHUNK_SPAN_MS`], the
+/// index ranges read stay short wherever `from` is.
+#[allow(clippy::too_many_arguments)]
+fn scan(
     conn: &Connection,
     scope: Scope,
     from: Boundary,
     direction: Direction,
     lo: i64,
     hi: i64,
-    limit: usize,
-) -> Result<Vec<EventRow>, LogsError> {
-    let (col, id) = match scope {
+    want: &dyn Fn(i64) -> bool,
+    visit: &mut dyn FnMut(EventRow) -> ControlFlow<()>,
+) -> Result<(), LogsError> {
+    let (col, scope_id) = match scope {
         Scope::Stream(id) => ("stream_id", id),
         Scope::Group(id) => ("group_id", id),
     };
-    let lim = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let mut out = Vec::new();
-    // The rest of `from`'s millisecond, when it is in range.
-    if (lo..hi).contains(&from.ts) {
-        let sql = match direction {
-            Direction::Forward => format!(
-                "SELECT id, ts, ingest_ms, message, stream_id FROM events
-                 WHERE {col} = ?1 AND ts = ?2 AND id > ?3 ORDER BY id LIMIT ?4"
+    let forward = direction == Direction::Forward;
+    // In scan order, smallest first: backward reverses both parts (`!` keeps every i64).
+    let key = |ts: i64, id: i64| if forward { (ts, id) } else { (!ts, !id) };
+    let cols = "id, stream_id, min_ts, max_ts, ingest_ms";
+    let (sql, a, b, c) = if forward {
+        let start = lo.max(from.ts);
+        if start >= hi {
+            return Ok(());
+        }
+        (
+            format!(
+                "SELECT {cols} FROM chunks WHERE {col} = ?1 AND min_ts >= ?2 AND min_ts < ?3
+                   AND max_ts >= ?4 ORDER BY min_ts"
             ),
-            Direction::Backward => format!(
-                "SELECT id, ts, ingest_ms, message, stream_id FROM events
-                 WHERE {col} = ?1 AND ts = ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4"
+            start.saturating_sub(chunk::CHUNK_SPAN_MS),
+            hi,
+            start,
+        )
+    } else {
+        // The latest timestamp wanted, inclusive.
+        let end = from.ts.min(hi.saturating_sub(1));
+        if end < lo {
+            return Ok(());
+        }
+        (
+            format!(
+                "SELECT {cols} FROM chunks WHERE {col} = ?1 AND max_ts >= ?2 AND max_ts <= ?3
+                   AND min_ts <= ?4 ORDER BY max_ts DESC"
             ),
+            lo,
+            end.saturating_add(chunk::CHUNK_SPAN_MS),
+            end,
+        )
+    };
+    let in_range = |ts: i64, id: i64| {
+        (lo..hi).contains(&ts)
+            && if forward {
+                (ts, id) > (from.ts, from.id)
+            } else {
+                (ts, id) <= (from.ts, from.id)
+            }
+    };
+    let mut chunks = conn.prepare_cached(&sql)?;
+    let mut data = conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?;
+    let mut rows = chunks.query(params![scope_id, a, b, c])?;
+    let mut next_pending = || -> Result<Option<Pending>, LogsError> {
+        let Some(r) = rows.next()? else {
+            return Ok(None);
         };
-        let mut stmt = conn.prepare_cached(&sql)?;
-        for row in stmt.query_map(params![id, from.ts, from.id, lim(limit)], event_row)? {
-            out.push(row?);
+        let (min_ts, max_ts): (i64, i64) = (r.get(2)?, r.get(3)?);
+        Ok(Some(Pending {
+            id: r.get(0)?,
+            stream_id: r.get(1)?,
+            key: if forward {
+                (min_ts, i64::MIN)
+            } else {
+                (!max_ts, i64::MIN)
+            },
+            ingest_ms: r.get(4)?,
+        }))
+    };
+    // Open chunks: the event each is at, and the rest of its events in scan order.
+    let mut heads: Vec<Option<EventRow>> = Vec::new();
+    let mut rests: Vec<std::vec::IntoIter<EventRow>> = Vec::new();
+    let mut heap: BinaryHeap<Reverse<((i64, i64), usize)>> = BinaryHeap::new();
+    let mut pending = next_pending()?;
+    loop {
+        while let Some(p) = pending
+            && heap.peek().is_none_or(|Reverse((k, _))| p.key <= *k)
+        {
+            if want(p.stream_id) {
+                let blob: Vec<u8> = data.query_row(params![p.id], |r| r.get(0))?;
+                let mut events: Vec<EventRow> = chunk::decode(&blob)?
+                    .into_iter()
+                    .filter(|e| in_range(e.ts, e.id))
+                    .map(|e| EventRow {
+                        id: e.id,
+                        ts: e.ts,
+                        ingest_ms: p.ingest_ms,
+                        message: e.message.to_string(),
+                        stream_id: p.stream_id,
+                    })
+                    .collect();
+                if !forward {
+                    events.reverse();
+                }
+                let mut rest = events.into_iter();
+                if let Some(first) = rest.next() {
+                    heap.push(Reverse((key(first.ts, first.id), heads.len())));
+                    heads.push(Some(first));
+                    rests.push(rest);
+                }
+            }
+            pending = next_pending()?;
+        }
+        let Some(Reverse((_, i))) = heap.pop() else {
+            break;
+        };
+        let Some(row) = heads.get_mut(i).and_then(Option::take) else {
+            break;
+        };
+        if let Some(next) = rests.get_mut(i).and_then(Iterator::next) {
+            heap.push(Reverse((key(next.ts, next.id), i)));
+            heads[i] = Some(next);
+        }
+        if visit(row).is_break() {
+            break;
         }
     }
-    let left = limit.saturating_sub(out.len());
-    if left == 0 {
-        return Ok(out);
-    }
-    // Then the milliseconds beyond it: [start, end).
-    let (start, end, order) = match direction {
-        Direction::Forward => (lo.max(from.ts.saturating_add(1)), hi, "ts, id"),
-        Direction::Backward => (lo, hi.min(from.ts), "ts DESC, id DESC"),
-    };
-    if start >= end {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT id, ts, ingest_ms, message, stream_id FROM events
-         WHERE {col} = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY {order} LIMIT ?4"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    for row in stmt.query_map(params![id, start, end, lim(left)], event_row)? {
-        out.push(row?);
-    }
-    Ok(out)
+    Ok(())
 }
 
 fn page_limit(requested: Option<i32>) -> usize {
@@ -299,16 +391,29 @@ pub(crate) fn get(
             },
         ),
     };
-    let rows = fetch(conn, Scope::Stream(s.id), from, direction, lo, hi, limit)?;
     let mut events: Vec<EventRow> = Vec::new();
     let mut bytes = 0usize;
-    for row in rows {
-        bytes += row.message.len() + EVENT_OVERHEAD;
-        if bytes > MAX_PAGE_BYTES && !events.is_empty() {
-            break;
-        }
-        events.push(row);
-    }
+    scan(
+        conn,
+        Scope::Stream(s.id),
+        from,
+        direction,
+        lo,
+        hi,
+        &|_| true,
+        &mut |row| {
+            bytes += row.message.len() + EVENT_OVERHEAD;
+            if bytes > MAX_PAGE_BYTES && !events.is_empty() {
+                return ControlFlow::Break(());
+            }
+            events.push(row);
+            if events.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
     if direction == Direction::Backward {
         events.reverse();
     }
@@ -396,55 +501,46 @@ pub(crate) fn filter(
     let mut bytes = 0usize;
     let mut scanned = 0usize;
     let mut next: Option<Boundary> = None;
-    'scan: while all_streams || !streams.is_empty() {
-        let rows = fetch(
+    if all_streams || !streams.is_empty() {
+        scan(
             conn,
             Scope::Group(g.id),
             from,
             Direction::Forward,
             lo,
             hi,
-            FILTER_CHUNK,
+            &|id| streams.contains_key(&id),
+            &mut |row| {
+                let at = Boundary {
+                    ts: row.ts,
+                    id: row.id,
+                };
+                scanned += 1;
+                if pattern.matches(&row.message) {
+                    let size = row.message.len() + EVENT_OVERHEAD;
+                    if out.len() >= limit || (bytes + size > MAX_PAGE_BYTES && !out.is_empty()) {
+                        // One more match exists: the page ends before it.
+                        next = Some(from);
+                        return ControlFlow::Break(());
+                    }
+                    bytes += size;
+                    out.push(logs::FilteredLogEvent {
+                        event_id: Some(token::event_id(row.ts, row.id)),
+                        ingestion_time: Some(row.ingest_ms),
+                        log_stream_name: streams.get(&row.stream_id).cloned(),
+                        message: Some(row.message),
+                        timestamp: Some(row.ts),
+                    });
+                }
+                from = at;
+                if scanned >= MAX_FILTER_SCAN {
+                    // Enough work for one call: the caller resumes with the token.
+                    next = Some(from);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
         )?;
-        let exhausted = rows.len() < FILTER_CHUNK;
-        for row in rows {
-            let at = Boundary {
-                ts: row.ts,
-                id: row.id,
-            };
-            scanned += 1;
-            let Some(stream) = streams.get(&row.stream_id) else {
-                from = at;
-                continue;
-            };
-            if !pattern.matches(&row.message) {
-                from = at;
-                continue;
-            }
-            let size = row.message.len() + EVENT_OVERHEAD;
-            if out.len() >= limit || (bytes + size > MAX_PAGE_BYTES && !out.is_empty()) {
-                // One more match exists: the page ends before it.
-                next = Some(from);
-                break 'scan;
-            }
-            bytes += size;
-            out.push(logs::FilteredLogEvent {
-                event_id: Some(token::event_id(row.ts, row.id)),
-                ingestion_time: Some(row.ingest_ms),
-                log_stream_name: Some(stream.clone()),
-                message: Some(row.message),
-                timestamp: Some(row.ts),
-            });
-            from = at;
-        }
-        if exhausted {
-            break;
-        }
-        if scanned >= MAX_FILTER_SCAN {
-            // Enough work for one call: the caller resumes with the token.
-            next = Some(from);
-            break;
-        }
     }
     Ok(logs::FilterLogEventsResponse {
         events: Some(out),
@@ -538,37 +634,92 @@ pub(crate) fn append(
     Ok(())
 }
 
-/// Delete up to `limit` events of group `group_id` older than `cutoff_ms`. Returns how many
-/// and their bytes.
+/// What one step of a sweep did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Removed {
+    /// Chunks deleted or rewritten.
+    pub(crate) chunks: i64,
+    /// Events removed.
+    pub(crate) events: usize,
+    /// Their message bytes.
+    pub(crate) bytes: i64,
+}
+
+/// Remove the events of group `group_id` older than `cutoff_ms` from up to `limit` chunks:
+/// chunks entirely older go, a chunk that straddles the cutoff is rewritten with the rest.
 pub(crate) fn expire(
     conn: &Connection,
     group_id: i64,
     cutoff_ms: i64,
     limit: i64,
-) -> Result<(usize, i64), LogsError> {
-    crate::writer::delete_returning(
-        conn,
-        "DELETE FROM events WHERE id IN
-            (SELECT id FROM events WHERE group_id = ?1 AND ts < ?2 ORDER BY ts, id LIMIT ?3)
-         RETURNING group_id, stream_id, length(CAST(message AS BLOB))",
-        params![group_id, cutoff_ms, limit],
-    )
+) -> Result<Removed, LogsError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, stream_id, max_ts, count, bytes FROM chunks
+         WHERE group_id = ?1 AND min_ts < ?2 ORDER BY min_ts LIMIT ?3",
+    )?;
+    let doomed: Vec<(i64, i64, i64, i64, i64)> = stmt
+        .query_map(params![group_id, cutoff_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut removed = Removed::default();
+    let mut accounts = Vec::new();
+    for (id, stream_id, max_ts, count, bytes) in doomed {
+        removed.chunks += 1;
+        let blob: Option<Vec<u8>> = if max_ts < cutoff_ms {
+            None
+        } else {
+            Some(
+                conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")?
+                    .query_row(params![id], |r| r.get(0))?,
+            )
+        };
+        let events = blob.as_deref().map(chunk::decode).transpose()?;
+        let mut kept: Vec<chunk::Event<'_>> = events
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|e| e.ts >= cutoff_ms)
+            .collect();
+        let Some((sum, data)) = chunk::encode(&mut kept) else {
+            // All of it is older.
+            conn.prepare_cached("DELETE FROM chunks WHERE id = ?1")?
+                .execute(params![id])?;
+            removed.events += usize::try_from(count).unwrap_or(0);
+            accounts.push((group_id, stream_id, bytes));
+            continue;
+        };
+        let gone = events.map_or(0, |e| e.len()) - kept.len();
+        conn.prepare_cached(
+            "UPDATE chunks SET min_ts = ?2, max_ts = ?3, first_event_id = ?4, count = ?5,
+                bytes = ?6, data = ?7 WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            sum.min_ts,
+            sum.max_ts,
+            sum.first_event_id,
+            sum.count,
+            sum.bytes,
+            data
+        ])?;
+        removed.events += gone;
+        accounts.push((group_id, stream_id, bytes - sum.bytes));
+    }
+    removed.bytes = crate::writer::account_removed(conn, &accounts)?;
+    Ok(removed)
 }
 
-/// Delete up to `limit` events of a deleted stream; forget the stream when none are left.
-pub(crate) fn purge(
-    conn: &Connection,
-    stream_id: i64,
-    limit: i64,
-) -> Result<(usize, i64), LogsError> {
+/// Delete up to `limit` chunks of a deleted stream; forget the stream when none are left.
+pub(crate) fn purge(conn: &Connection, stream_id: i64, limit: i64) -> Result<Removed, LogsError> {
     let r = crate::writer::delete_returning(
         conn,
-        "DELETE FROM events WHERE id IN
-            (SELECT id FROM events WHERE stream_id = ?1 LIMIT ?2)
-         RETURNING group_id, stream_id, length(CAST(message AS BLOB))",
+        "DELETE FROM chunks WHERE id IN
+            (SELECT id FROM chunks WHERE stream_id = ?1 LIMIT ?2)
+         RETURNING group_id, stream_id, bytes, count",
         params![stream_id, limit],
     )?;
-    if i64::try_from(r.0).unwrap_or(i64::MAX) < limit {
+    if r.chunks < limit {
         conn.execute(
             "DELETE FROM doomed_streams WHERE stream_id = ?1",
             params![stream_id],

@@ -9,6 +9,7 @@
 //! scheduling), and knows nothing of HTTP, tokio or containers. It does not read the clock:
 //! callers pass `now`, and the shell decides when to [`Logs::sweep`].
 
+mod chunk;
 mod db;
 mod error;
 mod events;
@@ -277,14 +278,14 @@ impl Logs {
         for (group_id, days) in retained {
             let cutoff = now_ms.saturating_sub(i64::from(days).saturating_mul(DAY_MS));
             loop {
-                let (n, bytes) = self.inner.writer.run(move |conn, ctx| {
-                    let r = events::expire(conn, group_id, cutoff, writer::DELETE_CHUNK)?;
-                    ctx.bytes_delta -= r.1;
+                let r = self.inner.writer.run(move |conn, ctx| {
+                    let r = events::expire(conn, group_id, cutoff, events::SWEEP_CHUNKS)?;
+                    ctx.bytes_delta -= r.bytes;
                     Ok(r)
                 })?;
-                report.expired_events += n;
-                report.bytes += bytes;
-                if i64::try_from(n).unwrap_or(i64::MAX) < writer::DELETE_CHUNK {
+                report.expired_events += r.events;
+                report.bytes += r.bytes;
+                if r.chunks < events::SWEEP_CHUNKS {
                     break;
                 }
             }
@@ -298,14 +299,14 @@ impl Logs {
         })?;
         for stream_id in doomed {
             loop {
-                let (n, bytes) = self.inner.writer.run(move |conn, ctx| {
-                    let r = events::purge(conn, stream_id, writer::DELETE_CHUNK)?;
-                    ctx.bytes_delta -= r.1;
+                let r = self.inner.writer.run(move |conn, ctx| {
+                    let r = events::purge(conn, stream_id, events::SWEEP_CHUNKS)?;
+                    ctx.bytes_delta -= r.bytes;
                     Ok(r)
                 })?;
-                report.purged_events += n;
-                report.bytes += bytes;
-                if i64::try_from(n).unwrap_or(i64::MAX) < writer::DELETE_CHUNK {
+                report.purged_events += r.events;
+                report.bytes += r.bytes;
+                if r.chunks < events::SWEEP_CHUNKS {
                     break;
                 }
             }

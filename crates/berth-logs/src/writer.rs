@@ -4,6 +4,7 @@
 //! durable. After a group it enforces the storage cap (oldest events first).
 
 use crate::LogsError;
+use crate::events::Removed;
 use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -22,8 +23,8 @@ type Job = Box<dyn FnOnce(Option<&Connection>, &mut WriteCtx) -> (bool, Done) + 
 
 /// Most jobs committed in one transaction.
 const MAX_GROUP: usize = 512;
-/// Events removed per transaction when evicting or sweeping.
-pub(crate) const DELETE_CHUNK: i64 = 5_000;
+/// Chunks removed per transaction when evicting.
+const EVICT_CHUNKS: usize = 64;
 
 /// Handle to the writer thread.
 pub(crate) struct Writer {
@@ -205,33 +206,52 @@ pub(crate) fn account_removed(
     Ok(removed)
 }
 
-/// Delete with `sql` (a `DELETE ... RETURNING group_id, stream_id, bytes`) and account.
+/// Delete with `sql` (a `DELETE ... RETURNING group_id, stream_id, bytes, count` of chunks)
+/// and account.
 pub(crate) fn delete_returning(
     conn: &Connection,
     sql: &str,
     args: impl rusqlite::Params,
-) -> Result<(usize, i64), LogsError> {
+) -> Result<Removed, LogsError> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows: Vec<(i64, i64, i64)> = stmt
-        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    let rows: Vec<(i64, i64, i64, i64)> = stmt
+        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
-    let bytes = account_removed(conn, &rows)?;
-    Ok((rows.len(), bytes))
+    let accounts: Vec<(i64, i64, i64)> = rows.iter().map(|&(g, s, b, _)| (g, s, b)).collect();
+    Ok(Removed {
+        chunks: i64::try_from(rows.len()).unwrap_or(i64::MAX),
+        events: rows.iter().map(|r| usize::try_from(r.3).unwrap_or(0)).sum(),
+        bytes: account_removed(conn, &accounts)?,
+    })
 }
 
-/// Over the cap: drop the oldest events (by ingestion) until 90% of the cap remains.
+/// Over the cap: drop the oldest chunks (by ingestion) until 90% of the cap remains.
 fn evict(conn: &Connection, total: &mut i64, cap: i64) {
     let target = cap - cap / 10;
     let mut evicted = 0i64;
     while *total > target {
-        let step = (|| -> Result<(usize, i64), LogsError> {
+        let step = (|| -> Result<i64, LogsError> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            let r = delete_returning(
-                conn,
-                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)
-                 RETURNING group_id, stream_id, length(CAST(message AS BLOB))",
-                params![DELETE_CHUNK],
-            );
+            let r = (|| {
+                let mut bytes = 0;
+                // A transaction removes up to EVICT_CHUNKS chunks, oldest first.
+                for _ in 0..EVICT_CHUNKS {
+                    if *total - bytes <= target {
+                        break;
+                    }
+                    let r = delete_returning(
+                        conn,
+                        "DELETE FROM chunks WHERE id = (SELECT min(id) FROM chunks)
+                         RETURNING group_id, stream_id, bytes, count",
+                        [],
+                    )?;
+                    if r.chunks == 0 {
+                        break;
+                    }
+                    bytes += r.bytes;
+                }
+                Ok(bytes)
+            })();
             match r {
                 Ok(v) => {
                     conn.execute_batch("COMMIT")?;
@@ -244,14 +264,14 @@ fn evict(conn: &Connection, total: &mut i64, cap: i64) {
             }
         })();
         match step {
-            Ok((0, _)) => {
+            Ok(0) => {
                 // Nothing left to evict: the counts drifted; trust the database.
                 if let Ok(t) = stored_total(conn) {
                     *total = t;
                 }
                 break;
             }
-            Ok((_, bytes)) => {
+            Ok(bytes) => {
                 *total -= bytes;
                 evicted += bytes;
             }

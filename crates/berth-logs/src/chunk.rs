@@ -1,0 +1,273 @@
+//! Chunks: a run of one stream's events stored as one row, so that ingest costs a row and
+//! its index entries per ~1 MiB instead of per event.
+//!
+//! A chunk's events are sorted by (timestamp, event id) and encoded as
+//! `FORMAT, zigzag(base ts), zigzag(base id)` followed, per event, by
+//! `varint(ts - previous ts), zigzag(id - previous id), varint(len), message bytes`.
+//! Every event keeps its own event id (ids of a chunk written at once are consecutive, but
+//! chunks migrated from the per-event table or rewritten by retention need not be), so
+//! eventIds and paging tokens, which are (timestamp, id) positions, mean the same as before.
+
+use crate::LogsError;
+
+/// A chunk is cut when its messages would pass this many bytes.
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+/// ... or when its events would span more than this (readers rely on it: a chunk holding
+/// an event at `t` starts after `t - CHUNK_SPAN_MS`).
+pub(crate) const CHUNK_SPAN_MS: i64 = 60_000;
+
+const FORMAT: u8 = 1;
+
+/// One event as a chunk stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Event<'a> {
+    pub(crate) ts: i64,
+    pub(crate) id: i64,
+    pub(crate) message: &'a str,
+}
+
+/// What a chunk row says about its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Summary {
+    pub(crate) min_ts: i64,
+    pub(crate) max_ts: i64,
+    pub(crate) first_event_id: i64,
+    pub(crate) count: i64,
+    pub(crate) bytes: i64,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        // Seven bits at a time, low first; truncation to the low byte is the point.
+        #[allow(clippy::cast_possible_truncation)]
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    #[allow(clippy::cast_sign_loss)]
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    z
+}
+
+fn unzigzag(z: u64) -> i64 {
+    #[allow(clippy::cast_possible_wrap)]
+    let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
+    v
+}
+
+/// Encode `events` (sorted here by timestamp, then id). `None` when there are none.
+pub(crate) fn encode(events: &mut [Event<'_>]) -> Option<(Summary, Vec<u8>)> {
+    events.sort_unstable_by_key(|e| (e.ts, e.id));
+    let first = events.first()?;
+    let mut summary = Summary {
+        min_ts: first.ts,
+        max_ts: first.ts,
+        first_event_id: first.id,
+        count: 0,
+        bytes: 0,
+    };
+    let payload: usize = events.iter().map(|e| e.message.len() + 4).sum();
+    let mut out = Vec::with_capacity(payload + 24);
+    out.push(FORMAT);
+    put_varint(&mut out, zigzag(first.ts));
+    put_varint(&mut out, zigzag(first.id));
+    let (mut ts, mut id) = (first.ts, first.id);
+    for e in events.iter() {
+        summary.max_ts = e.ts;
+        summary.first_event_id = summary.first_event_id.min(e.id);
+        summary.count += 1;
+        summary.bytes += i64::try_from(e.message.len()).unwrap_or(i64::MAX);
+        // Sorted: the timestamp never goes back.
+        put_varint(&mut out, e.ts.abs_diff(ts));
+        put_varint(&mut out, zigzag(e.id.wrapping_sub(id)));
+        put_varint(&mut out, e.message.len() as u64);
+        out.extend_from_slice(e.message.as_bytes());
+        (ts, id) = (e.ts, e.id);
+    }
+    Some((summary, out))
+}
+
+fn corrupt() -> LogsError {
+    LogsError::Unavailable("log storage failed: a stored chunk of log events is corrupt".into())
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, LogsError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.data.get(self.at).ok_or_else(corrupt)?;
+            self.at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt())
+    }
+
+    fn bytes(&mut self, n: u64) -> Result<&'a [u8], LogsError> {
+        let n = usize::try_from(n).map_err(|_| corrupt())?;
+        let end = self.at.checked_add(n).ok_or_else(corrupt)?;
+        let b = self.data.get(self.at..end).ok_or_else(corrupt)?;
+        self.at = end;
+        Ok(b)
+    }
+}
+
+/// Decode a chunk's events, in (timestamp, id) order. A damaged chunk is an error, never a
+/// panic.
+pub(crate) fn decode(data: &[u8]) -> Result<Vec<Event<'_>>, LogsError> {
+    let mut r = Reader { data, at: 0 };
+    if r.bytes(1)? != [FORMAT] {
+        return Err(corrupt());
+    }
+    let mut ts = unzigzag(r.varint()?);
+    let mut id = unzigzag(r.varint()?);
+    let mut out = Vec::new();
+    while r.at < data.len() {
+        let dts = i64::try_from(r.varint()?).map_err(|_| corrupt())?;
+        ts = ts.checked_add(dts).ok_or_else(corrupt)?;
+        id = id.wrapping_add(unzigzag(r.varint()?));
+        let len = r.varint()?;
+        let message = std::str::from_utf8(r.bytes(len)?).map_err(|_| corrupt())?;
+        out.push(Event { ts, id, message });
+    }
+    Ok(out)
+}
+
+/// Split events in capture order (`(ts, message)`, ids `first_id..`) into runs that each
+/// make one chunk: at most [`CHUNK_BYTES`] of messages (or one event) and at most
+/// [`CHUNK_SPAN_MS`] between their earliest and latest timestamps.
+pub(crate) fn cut<'a>(events: &[(i64, &'a str)], first_id: i64) -> Vec<Vec<Event<'a>>> {
+    let mut out: Vec<Vec<Event<'a>>> = Vec::new();
+    let mut run: Vec<Event<'a>> = Vec::new();
+    let (mut lo, mut hi, mut bytes) = (0i64, 0i64, 0usize);
+    for (i, &(ts, message)) in events.iter().enumerate() {
+        let id = first_id.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
+        let fits = run.is_empty()
+            || (bytes + message.len() <= CHUNK_BYTES
+                && ts.max(hi).saturating_sub(ts.min(lo)) <= CHUNK_SPAN_MS);
+        if !fits {
+            out.push(std::mem::take(&mut run));
+        }
+        if run.is_empty() {
+            (lo, hi, bytes) = (ts, ts, 0);
+        }
+        lo = lo.min(ts);
+        hi = hi.max(ts);
+        bytes += message.len();
+        run.push(Event { ts, id, message });
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_round_trip_sorted() {
+        let msgs = ["b", "", "héllo", "a", "zz"];
+        let mut events: Vec<Event<'_>> = vec![
+            Event {
+                ts: 5,
+                id: 10,
+                message: msgs[0],
+            },
+            Event {
+                ts: -3,
+                id: 11,
+                message: msgs[1],
+            },
+            Event {
+                ts: 5,
+                id: 7,
+                message: msgs[2],
+            },
+            Event {
+                ts: i64::MAX,
+                id: 12,
+                message: msgs[3],
+            },
+            Event {
+                ts: i64::MIN + 1,
+                id: i64::MAX,
+                message: msgs[4],
+            },
+        ];
+        let (summary, data) = encode(&mut events).unwrap();
+        let back = decode(&data).unwrap();
+        assert_eq!(back, events);
+        let mut sorted = back.clone();
+        sorted.sort_by_key(|e| (e.ts, e.id));
+        assert_eq!(back, sorted);
+        assert_eq!(summary.min_ts, i64::MIN + 1);
+        assert_eq!(summary.max_ts, i64::MAX);
+        assert_eq!(summary.first_event_id, 7);
+        assert_eq!(summary.count, 5);
+        assert_eq!(summary.bytes, 1 + 6 + 1 + 2);
+        assert!(encode(&mut []).is_none());
+    }
+
+    #[test]
+    fn damaged_chunks_are_errors() {
+        let mut events = vec![Event {
+            ts: 1,
+            id: 1,
+            message: "hello",
+        }];
+        let (_, data) = encode(&mut events).unwrap();
+        for n in 0..data.len() {
+            let _ = decode(&data[..n]);
+        }
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[9]).is_err());
+        assert!(decode(&data[..data.len() - 1]).is_err());
+        let mut bad = data.clone();
+        *bad.last_mut().unwrap() = 0xff;
+        assert!(decode(&bad).is_err(), "not UTF-8");
+        assert!(
+            decode(&[
+                FORMAT, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn runs_are_cut_by_bytes_and_span() {
+        let big = "x".repeat(CHUNK_BYTES / 2);
+        let events = [
+            (0, big.as_str()),
+            (1, big.as_str()),
+            (2, big.as_str()),
+            (CHUNK_SPAN_MS + 2, "late"),
+            (1, "early again"),
+        ];
+        let runs = cut(&events, 100);
+        let shape: Vec<Vec<(i64, i64)>> = runs
+            .iter()
+            .map(|r| r.iter().map(|e| (e.ts, e.id)).collect())
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                vec![(0, 100), (1, 101)],
+                vec![(2, 102), (CHUNK_SPAN_MS + 2, 103)],
+                vec![(1, 104)],
+            ]
+        );
+    }
+}
