@@ -480,7 +480,8 @@ async fn keep_output(
     // Lines are taken in batches: one lock and one wake-up per batch keeps up with chatty
     // containers (when this task falls behind, the runtime drops lines in non-blocking mode
     // and makes the container wait in blocking mode).
-    let mut batch: Vec<OutputLine> = Vec::with_capacity(OUTPUT_BATCH);
+    // Grown by `recv_many` as lines come (an idle task holds no room for 1,024 lines).
+    let mut batch: Vec<OutputLine> = Vec::new();
     let mut bytes: Vec<u8> = Vec::new();
     loop {
         let got = if ship.as_ref().is_some_and(StreamWriter::has_partial) {

@@ -59,8 +59,12 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// output pipes to reach end-of-file (a process that escaped the group may hold them open).
 const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// Size of one read from an output pipe.
+/// Largest read from an output pipe.
 const READ_CHUNK: usize = 64 * 1024;
+/// First size of a reader's buffer: most containers write little, and an idle task's
+/// buffers are most of its cost on the agent; the buffer doubles (up to [`READ_CHUNK`])
+/// each time a read fills it.
+const FIRST_READ_CHUNK: usize = 4 * 1024;
 
 /// After the main process has exited, how long a reader of a blocking sink may go without
 /// progress (a line read or accepted) before it is abandoned: the sink may be waiting for
@@ -946,7 +950,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = vec![0u8; FIRST_READ_CHUNK];
         let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
         loop {
             match reader.read(&mut buf).await {
@@ -955,6 +959,9 @@ where
                     out.counters.progress.fetch_add(1, Ordering::Relaxed);
                     let now = now_ms();
                     splitter.push(&buf[..n], |line| out.lines.push((now, line)));
+                    if n == buf.len() && buf.len() < READ_CHUNK {
+                        buf.resize(buf.len() * 2, 0);
+                    }
                     out.flush().await;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
