@@ -175,16 +175,27 @@ fn to_chunks(conn: &Connection) -> Result<(), LogsError> {
     Ok(())
 }
 
+/// Page size of new databases.
+const PAGE_SIZE: i64 = 32_768;
+
 /// Open the write connection and bring the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, LogsError> {
     let conn = Connection::open(path)?;
+    // New databases only (WAL fixes the page size once the first table exists): a chunk's
+    // ~1 MiB is 32 pages rather than 256, each a WAL frame with its header, checksum and
+    // write, then a checkpoint copy. Ingest (bench `logs`, 20 tasks x 20 s): 73 MiB/s with
+    // 4 KiB pages, 109 with 32 KiB, 110-115 with 64 KiB; 32 KiB keeps a small commit (a
+    // handful of pages) at half 64 KiB's.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     // Must precede the first table: lets the sweep hand freed pages back to the file system.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Appends touch few pages but many of them; checkpoint in larger steps.
     conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
+    // Checkpoint every 32 MiB of WAL, whatever the page size.
+    let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", (32 << 20) / page.max(512))?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);

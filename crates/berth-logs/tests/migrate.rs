@@ -185,6 +185,10 @@ fn version_1_events_move_into_chunks_with_their_ids() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(v, 2);
+    let page: i64 = c
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 4096, "an existing database keeps its page size");
     let events_left: i64 = c
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE name = 'events'",

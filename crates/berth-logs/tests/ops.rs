@@ -735,6 +735,11 @@ fn writes_are_durable_across_reopen() {
     f.stream("g", "s");
     f.put("g", "s", &[(NOW, "kept")]);
     let f = f.reopen();
+    let c = rusqlite::Connection::open(f.dir.path().join("logs.db")).unwrap();
+    let page: i64 = c
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 32_768, "a new database has 32 KiB pages");
     let all = f.ok(
         "GetLogEvents",
         json!({"logGroupName": "g", "logStreamName": "s"}),
