@@ -57,21 +57,21 @@ pub fn wake(p: &mut Partition, ctx: &mut Ctx<'_>, id: &str) {
     ctx.woken.push(id.to_string());
 }
 
-/// CPU, memory and ports in use by non-stopped tasks counted against instance `id`.
+/// CPU, memory and ports in use by non-stopped tasks counted against instance `id` (kept
+/// by the tasks index as tasks change: O(ports held), not O(tasks)).
 pub fn used(p: &Partition, id: &str) -> (i32, i32, Vec<i32>) {
-    let mut cpu = 0;
-    let mut mem = 0;
-    let mut ports = Vec::new();
-    for (_, t) in p.tasks.live_on(id) {
-        if t.reservation.counted {
-            cpu += t.reservation.cpu;
-            mem += t.reservation.memory;
-        }
-        ports.extend(t.reservation.ports.iter().copied());
-    }
-    ports.sort_unstable();
-    ports.dedup();
-    (cpu, mem, ports)
+    let Some(u) = p.tasks.usage_on(id) else {
+        return (0, 0, Vec::new());
+    };
+    (
+        saturate(u.cpu),
+        saturate(u.memory),
+        u.ports.keys().copied().collect(),
+    )
+}
+
+fn saturate(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
 }
 
 fn resource_int(name: &str, v: i32) -> Resource {
@@ -98,6 +98,12 @@ fn resource_ports(name: &str, ports: &[i32]) -> Resource {
 
 /// Registered CPU, memory and reserved ports of an instance.
 pub fn registered(rec: &InstanceRecord) -> (i32, i32, Vec<i32>) {
+    let (cpu, memory) = registered_cpu_memory(rec);
+    (cpu, memory, registered_ports(rec))
+}
+
+/// Registered CPU and memory of an instance.
+pub fn registered_cpu_memory(rec: &InstanceRecord) -> (i32, i32) {
     let rs = rec
         .instance
         .registered_resources
@@ -109,13 +115,20 @@ pub fn registered(rec: &InstanceRecord) -> (i32, i32, Vec<i32>) {
             .and_then(|r| r.integer_value)
             .unwrap_or(0)
     };
-    let ports = rs
+    (int("CPU"), int("MEMORY"))
+}
+
+/// Ports reserved at registration.
+pub fn registered_ports(rec: &InstanceRecord) -> Vec<i32> {
+    rec.instance
+        .registered_resources
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .find(|r| r.name.as_deref() == Some("PORTS"))
         .and_then(|r| r.string_set_value.as_ref())
         .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
-        .unwrap_or_default();
-    (int("CPU"), int("MEMORY"), ports)
+        .unwrap_or_default()
 }
 
 /// The instance as the API shows it, with live counts and remaining resources.
@@ -414,9 +427,9 @@ impl query::Subject for InstanceSubject<'_> {
             "task:group" => Some(
                 self.p
                     .tasks
-                    .live_on(self.id)
-                    .filter_map(|(_, t)| t.task.group.clone())
-                    .collect(),
+                    .usage_on(self.id)
+                    .map(|u| u.groups.keys().cloned().collect())
+                    .unwrap_or_default(),
             ),
             _ => None,
         }

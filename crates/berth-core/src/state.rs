@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 mod tasks;
-pub use tasks::{TaskMut, Tasks};
+pub use tasks::{TaskMut, Tasks, Usage};
 
 /// Where resources live: an AWS account and region.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

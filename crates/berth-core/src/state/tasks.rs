@@ -1,20 +1,22 @@
 //! A partition's tasks, indexed by the instance they run on and by desired status.
 //!
 //! Agents sync every few seconds and placement looks at every candidate instance, and both
-//! want "the live tasks of instance X". A scan of every task (STOPPED ones are kept for an
-//! hour) made each of those O(tasks in the partition); the index makes it O(tasks on X).
+//! want "the live tasks of instance X" and what they hold. A scan of every task (STOPPED ones
+//! are kept for an hour) made each of those O(tasks in the partition); the index makes the
+//! first O(tasks on X) and keeps the second ([`Usage`]: CPU, memory, ports and groups held)
+//! as tasks change, so placement reads it in O(1) per instance.
 //! ListTasks (whose default filter is desiredStatus RUNNING) likewise reads the ids of the
 //! tasks desired RUNNING instead of scanning every task kept.
 //! Reads go through `Deref` to the map by id; every change goes through [`Tasks::insert`],
 //! [`Tasks::remove`] or [`Tasks::get_mut`], whose guard re-indexes the task when it is
 //! dropped, so the indexes cannot drift from the records whatever the caller changes.
 
-use super::TaskRecord;
+use super::{Reservation, TaskRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, Deref, DerefMut};
 
 /// Tasks by id, with the ids of the live (not STOPPED) tasks placed on each instance and
-/// the ids of the tasks desired RUNNING.
+/// what they hold there, and the ids of the tasks desired RUNNING.
 #[derive(Debug, Clone, Default)]
 pub struct Tasks {
     by_id: BTreeMap<String, TaskRecord>,
@@ -23,8 +25,76 @@ pub struct Tasks {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Index {
-    live_by_instance: BTreeMap<String, BTreeSet<String>>,
+    live_by_instance: BTreeMap<String, Live>,
     desired_running: BTreeSet<String>,
+}
+
+/// The live tasks of one instance.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Live {
+    ids: BTreeSet<String>,
+    usage: Usage,
+}
+
+/// What the live tasks placed on one instance hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU units reserved by the tasks counted against the instance (not FARGATE).
+    pub cpu: i64,
+    /// Memory MiB reserved by the tasks counted against the instance.
+    pub memory: i64,
+    /// Host ports held, with how many tasks hold each.
+    pub ports: BTreeMap<i32, u32>,
+    /// Groups of the tasks, with how many tasks are in each.
+    pub groups: BTreeMap<String, u32>,
+}
+
+impl Usage {
+    /// Live tasks of `group` on the instance.
+    pub fn in_group(&self, group: &str) -> u32 {
+        self.groups.get(group).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, r: &Reservation, group: Option<&str>) {
+        if r.counted {
+            self.cpu += i64::from(r.cpu);
+            self.memory += i64::from(r.memory);
+        }
+        for p in &r.ports {
+            *self.ports.entry(*p).or_default() += 1;
+        }
+        if let Some(g) = group {
+            match self.groups.get_mut(g) {
+                Some(n) => *n += 1,
+                None => {
+                    self.groups.insert(g.to_string(), 1);
+                }
+            }
+        }
+    }
+
+    fn sub(&mut self, r: &Reservation, group: Option<&str>) {
+        if r.counted {
+            self.cpu -= i64::from(r.cpu);
+            self.memory -= i64::from(r.memory);
+        }
+        for p in &r.ports {
+            if let Some(n) = self.ports.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ports.remove(p);
+                }
+            }
+        }
+        if let Some(g) = group
+            && let Some(n) = self.groups.get_mut(g)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.groups.remove(g);
+            }
+        }
+    }
 }
 
 /// Whether the task is desired RUNNING (ListTasks' default filter).
@@ -47,23 +117,60 @@ fn live_instance(t: &TaskRecord) -> Option<&str> {
     t.instance_id.as_deref().filter(|_| !t.is_stopped())
 }
 
-fn index(idx: &mut BTreeMap<String, BTreeSet<String>>, instance: &str, id: &str) {
-    match idx.get_mut(instance) {
-        Some(ids) => {
-            if !ids.contains(id) {
-                ids.insert(id.to_string());
-            }
-        }
-        None => {
-            idx.insert(instance.to_string(), BTreeSet::from([id.to_string()]));
-        }
+/// What a live task holds, and where (to take it back off after the task changed).
+#[derive(Debug, PartialEq)]
+struct Held {
+    instance: String,
+    reservation: Reservation,
+    group: Option<String>,
+}
+
+impl Held {
+    fn of(t: &TaskRecord) -> Option<Held> {
+        Some(Held {
+            instance: live_instance(t)?.to_string(),
+            reservation: t.reservation.clone(),
+            group: t.task.group.clone(),
+        })
+    }
+
+    /// Whether `t` still holds exactly this.
+    fn still(&self, t: &TaskRecord) -> bool {
+        live_instance(t) == Some(self.instance.as_str())
+            && t.reservation == self.reservation
+            && t.task.group == self.group
     }
 }
 
-fn unindex(idx: &mut BTreeMap<String, BTreeSet<String>>, instance: &str, id: &str) {
-    if let Some(ids) = idx.get_mut(instance) {
-        ids.remove(id);
-        if ids.is_empty() {
+fn index(
+    idx: &mut BTreeMap<String, Live>,
+    instance: &str,
+    id: &str,
+    r: &Reservation,
+    group: Option<&str>,
+) {
+    let live = match idx.get_mut(instance) {
+        Some(l) => l,
+        None => idx.entry(instance.to_string()).or_default(),
+    };
+    if !live.ids.contains(id) {
+        live.ids.insert(id.to_string());
+        live.usage.add(r, group);
+    }
+}
+
+fn unindex(
+    idx: &mut BTreeMap<String, Live>,
+    instance: &str,
+    id: &str,
+    r: &Reservation,
+    group: Option<&str>,
+) {
+    if let Some(live) = idx.get_mut(instance) {
+        if live.ids.remove(id) {
+            live.usage.sub(r, group);
+        }
+        if live.ids.is_empty() {
             idx.remove(instance);
         }
     }
@@ -87,16 +194,18 @@ impl<'a> IntoIterator for &'a Tasks {
 impl Tasks {
     /// Insert (or replace) task `id`.
     pub fn insert(&mut self, id: String, rec: TaskRecord) -> Option<TaskRecord> {
-        if let Some(i) = live_instance(&rec) {
-            index(&mut self.index.live_by_instance, i, &id);
-        }
-        set_desired_running(&mut self.index.desired_running, &id, desired_running(&rec));
         let old = self.by_id.insert(id.clone(), rec);
-        if let Some(o) = &old {
-            let now = self.by_id.get(&id).and_then(live_instance);
-            if let Some(before) = live_instance(o).filter(|b| Some(*b) != now) {
-                unindex(&mut self.index.live_by_instance, before, &id);
+        let idx = &mut self.index.live_by_instance;
+        if let Some(o) = &old
+            && let Some(i) = live_instance(o)
+        {
+            unindex(idx, i, &id, &o.reservation, o.task.group.as_deref());
+        }
+        if let Some(new) = self.by_id.get(&id) {
+            if let Some(i) = live_instance(new) {
+                index(idx, i, &id, &new.reservation, new.task.group.as_deref());
             }
+            set_desired_running(&mut self.index.desired_running, &id, desired_running(new));
         }
         old
     }
@@ -105,7 +214,13 @@ impl Tasks {
     pub fn remove(&mut self, id: &str) -> Option<TaskRecord> {
         let old = self.by_id.remove(id)?;
         if let Some(i) = live_instance(&old) {
-            unindex(&mut self.index.live_by_instance, i, id);
+            unindex(
+                &mut self.index.live_by_instance,
+                i,
+                id,
+                &old.reservation,
+                old.task.group.as_deref(),
+            );
         }
         self.index.desired_running.remove(id);
         Some(old)
@@ -117,7 +232,7 @@ impl Tasks {
             .by_id
             .range_mut::<str, _>((Bound::Included(id), Bound::Included(id)))
             .next()?;
-        let before = live_instance(rec).map(str::to_string);
+        let before = Held::of(rec);
         let was_desired_running = desired_running(rec);
         Some(TaskMut {
             key,
@@ -137,8 +252,13 @@ impl Tasks {
             .live_by_instance
             .get(instance)
             .into_iter()
-            .flatten()
+            .flat_map(|l| &l.ids)
             .filter_map(|id| self.by_id.get_key_value(id))
+    }
+
+    /// What the live tasks placed on `instance` hold (`None`: no live task).
+    pub fn usage_on(&self, instance: &str) -> Option<&Usage> {
+        self.index.live_by_instance.get(instance).map(|l| &l.usage)
     }
 
     /// Whether any live task is placed on `instance`.
@@ -159,11 +279,9 @@ impl Tasks {
         let mut scanned = Index::default();
         for (id, t) in &self.by_id {
             if let Some(i) = live_instance(t) {
-                scanned
-                    .live_by_instance
-                    .entry(i.to_string())
-                    .or_default()
-                    .insert(id.clone());
+                let live = scanned.live_by_instance.entry(i.to_string()).or_default();
+                live.ids.insert(id.clone());
+                live.usage.add(&t.reservation, t.task.group.as_deref());
             }
             if desired_running(t) {
                 scanned.desired_running.insert(id.clone());
@@ -185,7 +303,7 @@ pub struct TaskMut<'a> {
     key: &'a String,
     rec: &'a mut TaskRecord,
     index: &'a mut Index,
-    before: Option<String>,
+    before: Option<Held>,
     was_desired_running: bool,
 }
 
@@ -208,15 +326,28 @@ impl Drop for TaskMut<'_> {
         if desired != self.was_desired_running {
             set_desired_running(&mut self.index.desired_running, self.key, desired);
         }
-        let now = live_instance(self.rec);
-        if now == self.before.as_deref() {
+        if let Some(b) = &self.before
+            && b.still(self.rec)
+        {
             return;
         }
         if let Some(b) = &self.before {
-            unindex(&mut self.index.live_by_instance, b, self.key);
+            unindex(
+                &mut self.index.live_by_instance,
+                &b.instance,
+                self.key,
+                &b.reservation,
+                b.group.as_deref(),
+            );
         }
-        if let Some(n) = now {
-            index(&mut self.index.live_by_instance, n, self.key);
+        if let Some(n) = live_instance(self.rec) {
+            index(
+                &mut self.index.live_by_instance,
+                n,
+                self.key,
+                &self.rec.reservation,
+                self.rec.task.group.as_deref(),
+            );
         }
     }
 }
@@ -289,6 +420,34 @@ mod tests {
         SetStatus(u8, u8),
         SetDesired(u8, u8),
         Move(u8, Option<u8>),
+        Reserve(u8, Reservation),
+        Group(u8, Option<u8>),
+    }
+
+    fn reservation() -> impl Strategy<Value = Reservation> {
+        (
+            0i32..2048,
+            0i32..4096,
+            proptest::collection::vec(prop_oneof![Just(80), Just(443), Just(8080)], 0..3),
+            any::<bool>(),
+        )
+            .prop_map(|(cpu, memory, ports, counted)| Reservation {
+                cpu,
+                memory,
+                ports,
+                counted,
+            })
+    }
+
+    /// What the live tasks on `instance` hold, recomputed from every record.
+    fn usage_by_scan(t: &Tasks, instance: &str) -> Usage {
+        let mut u = Usage::default();
+        for r in t.values() {
+            if r.instance_id.as_deref() == Some(instance) && !r.is_stopped() {
+                u.add(&r.reservation, r.task.group.as_deref());
+            }
+        }
+        u
     }
 
     const STATUSES: [&str; 5] = [
@@ -307,6 +466,8 @@ mod tests {
             (0u8..24, 0u8..5).prop_map(|(t, s)| Op::SetStatus(t, s)),
             (0u8..24, 0u8..5).prop_map(|(t, s)| Op::SetDesired(t, s)),
             (0u8..24, proptest::option::of(0u8..4)).prop_map(|(t, i)| Op::Move(t, i)),
+            (0u8..24, reservation()).prop_map(|(t, r)| Op::Reserve(t, r)),
+            (0u8..24, proptest::option::of(0u8..3)).prop_map(|(t, g)| Op::Group(t, g)),
         ]
     }
 
@@ -319,7 +480,12 @@ mod tests {
                     Op::Insert(id, i, s) => {
                         let id = format!("t{id}");
                         let inst = i.map(|i| format!("i{i}"));
-                        t.insert(id.clone(), task(&id, inst.as_deref(), STATUSES[usize::from(s)]));
+                        let mut rec = task(&id, inst.as_deref(), STATUSES[usize::from(s)]);
+                        rec.reservation.cpu = i32::from(s) * 100;
+                        rec.reservation.memory = 128;
+                        rec.reservation.counted = s % 2 == 0;
+                        rec.task.group = Some(format!("family:f{}", s % 2));
+                        t.insert(id.clone(), rec);
                     }
                     Op::Remove(id) => {
                         t.remove(&format!("t{id}"));
@@ -339,6 +505,16 @@ mod tests {
                             r.instance_id = i.map(|i| format!("i{i}"));
                         }
                     }
+                    Op::Reserve(id, res) => {
+                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
+                            r.reservation = res;
+                        }
+                    }
+                    Op::Group(id, g) => {
+                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
+                            r.task.group = g.map(|g| format!("service:s{g}"));
+                        }
+                    }
                 }
                 prop_assert_eq!(t.verify_index(), Ok(()));
                 for i in 0..4 {
@@ -349,6 +525,9 @@ mod tests {
                         .map(|r| r.id().to_string())
                         .collect();
                     prop_assert_eq!(live_ids(&t, &inst), scan);
+                    // The usage kept as tasks change is the usage recomputed from scratch.
+                    let kept = t.usage_on(&inst).cloned().unwrap_or_default();
+                    prop_assert_eq!(kept, usage_by_scan(&t, &inst));
                 }
                 let scan: Vec<&String> = t
                     .iter()
