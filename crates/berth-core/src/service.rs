@@ -1258,7 +1258,14 @@ fn launch(
             expression: c.expression.clone(),
         });
     }
-    let Ok((mut cands, distinct)) = task::candidates(p, ctx, &rec.cluster, &constraints) else {
+    let Ok((mut cands, distinct)) = task::candidates(
+        p,
+        ctx,
+        &rec.cluster,
+        &constraints,
+        &group,
+        !res.ports.is_empty(),
+    ) else {
         return (vec![], None);
     };
     if let Some(i) = instance {

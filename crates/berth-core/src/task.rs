@@ -425,12 +425,17 @@ pub(crate) fn create_task(
     task
 }
 
-pub(crate) fn candidates(
-    p: &Partition,
+/// The cluster's ACTIVE, connected instances as placement sees them, for a task of `group`
+/// (`ports`: whether it needs host ports, the only case that reads `ports_used`), and
+/// whether the constraints ask for `distinctInstance`.
+pub(crate) fn candidates<'p>(
+    p: &'p Partition,
     ctx: &Ctx<'_>,
     cluster_name: &str,
     constraints: &[PlacementConstraint],
-) -> Result<(Vec<Candidate>, bool), EcsError> {
+    group: &str,
+    ports: bool,
+) -> Result<(Vec<Candidate<'p>>, bool), EcsError> {
     let mut exprs = Vec::new();
     let mut distinct = false;
     for c in constraints {
@@ -456,35 +461,30 @@ pub(crate) fn candidates(
         if rec.instance.status.as_deref() != Some("ACTIVE") || !connected(p, id, ctx.now_ms) {
             continue;
         }
-        let (cpu, mem, mut ports) = container_instance::registered(rec);
+        let (cpu, mem) = container_instance::registered_cpu_memory(rec);
         let (used_cpu, used_mem, used_ports) = container_instance::used(p, id);
-        ports.extend(used_ports);
+        let ports_used = if ports {
+            let mut all = container_instance::registered_ports(rec);
+            all.extend(used_ports);
+            all.into_iter().collect()
+        } else {
+            BTreeSet::new()
+        };
         out.push(Candidate {
-            id: id.clone(),
+            id,
             arn: rec
                 .instance
                 .container_instance_arn
-                .clone()
+                .as_deref()
                 .unwrap_or_default(),
             cpu_free: cpu - used_cpu,
             memory_free: mem - used_mem,
-            ports_used: ports.into_iter().collect(),
+            ports_used,
             member_of_ok: exprs
                 .iter()
                 .all(|e| container_instance::matches(p, id, rec, ctx.now_ms, e)),
-            groups: p
-                .tasks
-                .live_on(id)
-                .filter_map(|(_, t)| t.task.group.clone())
-                .collect(),
-            attributes: rec
-                .instance
-                .attributes
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| Some((a.name.clone()?, a.value.clone().unwrap_or_default())))
-                .collect(),
+            same_group: p.tasks.usage_on(id).map_or(0, |u| u.in_group(group)),
+            attributes: rec.instance.attributes.as_deref().unwrap_or_default(),
         });
     }
     Ok((out, distinct))
@@ -678,7 +678,15 @@ pub fn run(
             expression: c.expression.clone(),
         });
     }
-    let (mut cands, distinct) = candidates(p, ctx, &cluster_name, &all_constraints)?;
+    let res = reservation(&td.task_definition, &overrides, &launch_type);
+    let (mut cands, distinct) = candidates(
+        p,
+        ctx,
+        &cluster_name,
+        &all_constraints,
+        &group,
+        !res.ports.is_empty(),
+    )?;
     let any_registered = p
         .instances
         .values()
@@ -688,7 +696,6 @@ pub fn run(
             "No Container Instances were found in your cluster.",
         ));
     }
-    let res = reservation(&td.task_definition, &overrides, &launch_type);
     let need = Need {
         cpu: res.cpu,
         memory: res.memory,
@@ -778,7 +785,7 @@ pub fn start(
         &cluster_name,
     )?;
     let res = reservation(&td.task_definition, &overrides, &LaunchType::Ec2);
-    let (cands, _) = candidates(p, ctx, &cluster_name, &[])?;
+    let (cands, _) = candidates(p, ctx, &cluster_name, &[], &group, !res.ports.is_empty())?;
     let mut ids = Vec::new();
     let mut failures = Vec::new();
     for r in &refs {
@@ -812,7 +819,7 @@ pub fn start(
                     };
                     match reason {
                         Some(reason) => failures.push(ecs::Failure {
-                            arn: Some(c.arn.clone()),
+                            arn: Some(c.arn.to_string()),
                             reason: Some(reason.into()),
                             detail: None,
                         }),
