@@ -193,9 +193,10 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LogsError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Appends touch few pages but many of them; checkpoint in larger steps.
     conn.pragma_update(None, "cache_size", -65_536)?;
-    // Checkpoint every 32 MiB of WAL, whatever the page size.
+    // A thread of its own checkpoints (see `writer`); the writer does it itself only when
+    // that one falls 256 MiB behind.
     let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-    conn.pragma_update(None, "wal_autocheckpoint", (32 << 20) / page.max(512))?;
+    conn.pragma_update(None, "wal_autocheckpoint", (256 << 20) / page.max(512))?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
@@ -219,6 +220,14 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LogsError> {
         )?;
         tx.commit()?;
     }
+    Ok(conn)
+}
+
+/// The background checkpointer's connection.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, LogsError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
 

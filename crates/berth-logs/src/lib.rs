@@ -89,7 +89,8 @@ impl Logs {
     /// Open (creating if needed) the database and start its writer.
     pub fn open(config: &Config) -> Result<Logs, LogsError> {
         let conn = db::open_writer(&config.path)?;
-        let writer = writer::Writer::spawn(conn, config.max_stored_bytes)?;
+        let checkpoints = db::open_checkpointer(&config.path)?;
+        let writer = writer::Writer::spawn(conn, checkpoints, config.max_stored_bytes)?;
         Ok(Logs {
             inner: Arc::new(Inner {
                 writer,

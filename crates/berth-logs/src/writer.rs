@@ -9,6 +9,7 @@ use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// What a job may tell the writer besides its result.
 #[derive(Debug, Default)]
@@ -30,13 +31,26 @@ const EVICT_CHUNKS: usize = 64;
 pub(crate) struct Writer {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Writer {
     /// Start the writer over `conn`; `cap` bounds the stored message bytes.
-    pub(crate) fn spawn(conn: Connection, cap: Option<u64>) -> Result<Writer, LogsError> {
+    pub(crate) fn spawn(
+        conn: Connection,
+        checkpoints: Connection,
+        cap: Option<u64>,
+    ) -> Result<Writer, LogsError> {
         let mut total = stored_total(&conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        // The writer tells the checkpointer that the WAL grew; it never waits for it.
+        let (grew, wait_growth) = mpsc::sync_channel::<()>(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("berth-logs-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpoints, &wait_growth))
+            .map_err(|e| {
+                LogsError::Unavailable(format!("cannot start the logs checkpointer: {e}"))
+            })?;
         let thread = std::thread::Builder::new()
             .name("berth-logs-writer".into())
             .spawn(move || {
@@ -49,6 +63,7 @@ impl Writer {
                         }
                     }
                     run_group(&conn, jobs, &mut total);
+                    let _ = grew.try_send(());
                     if let Some(cap) = cap.and_then(|c| i64::try_from(c).ok())
                         && total > cap
                     {
@@ -60,6 +75,7 @@ impl Writer {
         Ok(Writer {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -106,6 +122,51 @@ impl Writer {
             .take();
         if let Some(t) = thread {
             let _ = t.join();
+        }
+        // The writer is gone, and with it the checkpointer's sender: it ends.
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = checkpointer {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Least time between two background checkpoints.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copy committed WAL frames into the database on a thread of its own, so that the writer
+/// only appends to the WAL (and fsyncs it) and the two use both cores. PASSIVE: it never
+/// blocks the writer or readers; the writer rewinds the WAL once it is all copied. Commits
+/// are durable without it (the WAL is fsynced at each commit): it only bounds the WAL.
+fn checkpoint_loop(conn: &Connection, grew: &mpsc::Receiver<()>) {
+    let mut last: Option<Instant> = None;
+    let mut dirty = false;
+    loop {
+        let wait = last.map_or(Duration::ZERO, |t| {
+            CHECKPOINT_EVERY.saturating_sub(t.elapsed())
+        });
+        let heard = if dirty {
+            grew.recv_timeout(wait)
+        } else {
+            grew.recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        };
+        match heard {
+            Ok(()) => dirty = true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // The writer is gone; the last connection to close checkpoints what is left.
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if dirty && last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "a logs checkpoint failed");
+            }
+            last = Some(Instant::now());
+            dirty = false;
         }
     }
 }
