@@ -17,6 +17,7 @@ SERVICES = [
     ("logs", "2014-03-28"),
     ("application-autoscaling", "2016-02-06"),
     ("cloudwatch", "2010-08-01"),
+    ("secretsmanager", "2017-10-17"),
 ]
 
 

@@ -15,6 +15,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("logs", "logs"),
     ("application-autoscaling", "application_autoscaling"),
     ("cloudwatch", "cloudwatch"),
+    ("secretsmanager", "secretsmanager"),
 ];
 
 fn main() -> Result<()> {

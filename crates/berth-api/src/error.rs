@@ -42,7 +42,7 @@ impl ApiError {
     pub fn validation(service: Service, message: impl Into<String>) -> ApiError {
         let message = message.into();
         let code = match service {
-            Service::Ecs | Service::Logs => "InvalidParameterException",
+            Service::Ecs | Service::Logs | Service::SecretsManager => "InvalidParameterException",
             Service::ApplicationAutoScaling => "ValidationException",
             Service::CloudWatch if message.contains("Member must not be null") => {
                 "MissingRequiredParameterException"
@@ -70,6 +70,7 @@ impl ApiError {
             Service::ApplicationAutoScaling => "ValidationException",
             // The query protocol's common error for an action the service does not offer.
             Service::CloudWatch => "InvalidAction",
+            Service::SecretsManager => "InvalidRequestException",
         };
         ApiError::client(code, format!("Berth does not implement {operation} yet."))
     }
@@ -81,6 +82,7 @@ impl ApiError {
             Service::Logs => "ServiceUnavailableException",
             Service::ApplicationAutoScaling => "InternalServiceException",
             Service::CloudWatch => "InternalServiceFault",
+            Service::SecretsManager => "InternalServiceError",
         };
         ApiError {
             status: 500,
@@ -281,6 +283,79 @@ impl AutoScalingError {
 impl From<AutoScalingError> for ApiError {
     fn from(e: AutoScalingError) -> ApiError {
         let status = if matches!(e, AutoScalingError::Internal(_)) {
+            500
+        } else {
+            400
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            extra: None,
+        }
+    }
+}
+
+/// Secrets Manager's exceptions, as its model names them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SecretsManagerError {
+    /// The secret (or the version asked for) does not exist (`ResourceNotFoundException`).
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// A secret of that name, or a version of that id, already exists
+    /// (`ResourceExistsException`).
+    #[error("{0}")]
+    ResourceExists(String),
+    /// A parameter value is not valid (`InvalidParameterException`).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// The request is not valid for the secret's state, e.g. it is scheduled for deletion
+    /// (`InvalidRequestException`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A paging token that this server did not issue for this request
+    /// (`InvalidNextTokenException`).
+    #[error("{0}")]
+    InvalidNextToken(String),
+    /// A quota was reached (`LimitExceededException`).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// Internal fault (`InternalServiceError`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SecretsManagerError {
+    /// AWS's text for a secret that does not exist.
+    pub const NOT_FOUND: &'static str = "Secrets Manager can't find the specified secret.";
+
+    /// The exception name.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SecretsManagerError::ResourceNotFound(_) => "ResourceNotFoundException",
+            SecretsManagerError::ResourceExists(_) => "ResourceExistsException",
+            SecretsManagerError::InvalidParameter(_) => "InvalidParameterException",
+            SecretsManagerError::InvalidRequest(_) => "InvalidRequestException",
+            SecretsManagerError::InvalidNextToken(_) => "InvalidNextTokenException",
+            SecretsManagerError::LimitExceeded(_) => "LimitExceededException",
+            SecretsManagerError::Internal(_) => "InternalServiceError",
+        }
+    }
+
+    /// `ResourceNotFoundException` with AWS's text.
+    pub fn not_found() -> SecretsManagerError {
+        SecretsManagerError::ResourceNotFound(Self::NOT_FOUND.into())
+    }
+
+    /// Shorthand for `InvalidParameter`.
+    pub fn invalid(message: impl Into<String>) -> SecretsManagerError {
+        SecretsManagerError::InvalidParameter(message.into())
+    }
+}
+
+impl From<SecretsManagerError> for ApiError {
+    fn from(e: SecretsManagerError) -> ApiError {
+        let status = if matches!(e, SecretsManagerError::Internal(_)) {
             500
         } else {
             400

@@ -2,7 +2,7 @@
 //! AWS CLI and SDKs speak it.
 //!
 //! This crate owns the request and response shapes of ECS, CloudWatch Logs, Application
-//! Auto Scaling and CloudWatch (generated from botocore's service models, so field names and enum values are
+//! Auto Scaling, CloudWatch and Secrets Manager (generated from botocore's service models, so field names and enum values are
 //! AWS's own), the validation AWS's front end applies before a handler sees a request, the
 //! `X-Amz-Target` routing table, and the single mapping from Berth's errors to AWS exception
 //! names and HTTP statuses.
@@ -16,8 +16,8 @@ pub mod generated;
 pub mod shape;
 pub mod target;
 
-pub use error::{ApiError, AutoScalingError, EcsError};
-pub use generated::{application_autoscaling, cloudwatch, ecs, logs};
+pub use error::{ApiError, AutoScalingError, EcsError, SecretsManagerError};
+pub use generated::{application_autoscaling, cloudwatch, ecs, logs, secretsmanager};
 pub use target::{Service, Target};
 
 use serde::de::DeserializeOwned;
@@ -34,6 +34,10 @@ pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// The longest string in a CloudWatch Logs request: a whole PutLogEvents batch may be
 /// 1 MiB (an event's message up to 256 KiB, longer when escaped).
 pub const MAX_LOGS_STRING_BYTES: usize = 1024 * 1024;
+
+/// The longest string in a Secrets Manager request: a `SecretString` may be 64 KiB, and
+/// escaping can make a character six bytes (`\u0001`) between the quotes.
+pub const MAX_SECRET_STRING_BYTES: usize = 6 * 64 * 1024;
 
 /// Refuse a body that nests objects or arrays [`MAX_NESTING`] deep or holds a string
 /// longer than `max_string` bytes, in one pass over the bytes before anything is parsed
@@ -102,6 +106,7 @@ pub fn decode<T: DeserializeOwned + Validate>(
     }
     let max_string = match service {
         Service::Logs => MAX_LOGS_STRING_BYTES,
+        Service::SecretsManager => MAX_SECRET_STRING_BYTES,
         Service::Ecs | Service::ApplicationAutoScaling | Service::CloudWatch => MAX_STRING_BYTES,
     };
     check_limits(body, max_string)?;

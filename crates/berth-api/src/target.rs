@@ -1,7 +1,7 @@
 //! `X-Amz-Target` routing: which service and operation a request is for.
 
 use crate::ApiError;
-use crate::generated::{application_autoscaling, cloudwatch, ecs, logs};
+use crate::generated::{application_autoscaling, cloudwatch, ecs, logs, secretsmanager};
 
 /// The AWS services served on Berth's one port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -15,15 +15,18 @@ pub enum Service {
     /// CloudWatch (`GraniteServiceVersion20100801`, AWS JSON 1.0 with query-compatible
     /// errors: what botocore sends, preferring `json` over `smithy-rpc-v2-cbor`).
     CloudWatch,
+    /// AWS Secrets Manager (`secretsmanager`; a subset, see `berth_core::secretsmanager`).
+    SecretsManager,
 }
 
 impl Service {
     /// Every service, in routing order.
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Ecs,
         Service::Logs,
         Service::ApplicationAutoScaling,
         Service::CloudWatch,
+        Service::SecretsManager,
     ];
 
     /// The `X-Amz-Target` prefix.
@@ -33,6 +36,7 @@ impl Service {
             Service::Logs => logs::TARGET_PREFIX,
             Service::ApplicationAutoScaling => application_autoscaling::TARGET_PREFIX,
             Service::CloudWatch => cloudwatch::TARGET_PREFIX,
+            Service::SecretsManager => secretsmanager::TARGET_PREFIX,
         }
     }
 
@@ -43,6 +47,7 @@ impl Service {
             Service::Logs => "logs",
             Service::ApplicationAutoScaling => "application-autoscaling",
             Service::CloudWatch => "monitoring",
+            Service::SecretsManager => "secretsmanager",
         }
     }
 
@@ -55,6 +60,7 @@ impl Service {
             Service::Logs => logs::OPERATIONS,
             Service::ApplicationAutoScaling => application_autoscaling::OPERATIONS,
             Service::CloudWatch => cloudwatch::OPERATIONS,
+            Service::SecretsManager => secretsmanager::OPERATIONS,
         }
     }
 
@@ -136,6 +142,9 @@ mod tests {
         let t = Target::parse(Some("GraniteServiceVersion20100801.GetMetricStatistics")).unwrap();
         assert_eq!(t.service, Service::CloudWatch);
         assert_eq!(t.service.signing_name(), "monitoring");
+        let t = Target::parse(Some("secretsmanager.GetSecretValue")).unwrap();
+        assert_eq!(t.service, Service::SecretsManager);
+        assert_eq!(t.service.signing_name(), "secretsmanager");
     }
 
     #[test]

@@ -10,3 +10,5 @@ pub mod cloudwatch;
 pub mod ecs;
 #[rustfmt::skip]
 pub mod logs;
+#[rustfmt::skip]
+pub mod secretsmanager;
