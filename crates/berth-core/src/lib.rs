@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod placement;
 pub mod query;
+pub mod secretsmanager;
 pub mod service;
 pub mod service_deployment;
 pub mod service_plan;

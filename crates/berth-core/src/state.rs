@@ -46,11 +46,13 @@ pub enum Kind {
     ScalableTarget,
     /// An Application Auto Scaling scaling activity (`autoscaling::ActivityRecord`).
     ScalingActivity,
+    /// A Secrets Manager secret with its versions (`secretsmanager::SecretRecord`).
+    Secret,
 }
 
 impl Kind {
     /// Every kind, in load order (a kind may refer to kinds before it).
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Cluster,
         Kind::TaskDefinition,
         Kind::ContainerInstance,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::Service,
         Kind::ScalableTarget,
         Kind::ScalingActivity,
+        Kind::Secret,
     ];
 
     /// Stable name used as the table/record type in every store.
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Service => "service",
             Kind::ScalableTarget => "scalable_target",
             Kind::ScalingActivity => "scaling_activity",
+            Kind::Secret => "secret",
         }
     }
 
@@ -307,6 +311,8 @@ pub struct Partition {
     pub services: BTreeMap<String, crate::service::ServiceRecord>,
     /// Application Auto Scaling's targets and activities.
     pub autoscaling: crate::autoscaling::AutoScaling,
+    /// Secrets Manager's secrets by name.
+    pub secrets: BTreeMap<String, crate::secretsmanager::SecretRecord>,
 }
 
 /// Everything Berth knows.
@@ -391,6 +397,11 @@ impl World {
                     p.autoscaling
                         .activities
                         .insert(crate::autoscaling::activity_key_of(&rec), rec);
+                }
+                Kind::Secret => {
+                    let rec: crate::secretsmanager::SecretRecord =
+                        serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))?;
+                    p.secrets.insert(rec.name.clone(), rec);
                 }
                 Kind::Task => {
                     let rec: TaskRecord =

@@ -36,13 +36,21 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Create `path` if needed and take its exclusive lock.
+    /// Create `path` if needed and take its exclusive lock. A directory Berth creates is
+    /// private to its user (mode 0700): the store holds Secrets Manager values as given.
     pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
+        use std::os::unix::fs::DirBuilderExt;
         let io = |source| DataDirError::Io {
             path: path.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(path).map_err(io)?;
+        if !path.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io)?;
+        }
         let path = path.canonicalize().map_err(io)?;
         let lock_path = path.join("berth.lock");
         let mut file = OpenOptions::new()
@@ -144,6 +152,16 @@ mod tests {
         assert!(err.to_string().contains("in use by another Berth"), "{err}");
         drop(first);
         DataDir::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_data_directory_berth_creates_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b");
+        DataDir::open(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
     }
 
     #[test]

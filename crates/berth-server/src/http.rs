@@ -415,6 +415,9 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
             Service::ApplicationAutoScaling => {
                 berth_core::autoscaling::handle(world, &mut ctx, target.operation, &body)
             }
+            Service::SecretsManager => {
+                berth_core::secretsmanager::handle(world, &mut ctx, target.operation, &body)
+            }
             other => Err(ApiError::not_implemented(other, target.operation)),
         };
         let wait = if result.is_ok() {

@@ -713,6 +713,7 @@ pub fn signing_service(target: Option<&str>) -> &'static str {
         Some(LOGS_PREFIX) => "logs",
         Some("AnyScaleFrontendService") => "application-autoscaling",
         Some("GraniteServiceVersion20100801") => "monitoring",
+        Some("secretsmanager") => "secretsmanager",
         _ => "ecs",
     }
 }
