@@ -8,6 +8,7 @@
 
 use berth_api::ecs;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Version of this protocol; a server refuses agents speaking another.
@@ -142,6 +143,23 @@ pub struct DesiredTask {
     pub launch_type: String,
     /// Why the server wants it stopped (for the record), if it does.
     pub stop_reason: Option<String>,
+    /// Per container name: what its image is pulled with when its definition has
+    /// `repositoryCredentials` (resolved by the server from Secrets Manager, as ECS's agent
+    /// fetches them with the task execution role). Sent only while the task may still pull
+    /// images; never stored with the task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_auth: BTreeMap<String, RegistryAuth>,
+}
+
+/// A container's private registry credentials, or why they could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryAuth {
+    /// Pull with these.
+    Credentials(crate::secretsmanager::RegistryCredentials),
+    /// The secret is missing or malformed: the task stops with this reason (ECS's
+    /// `ResourceInitializationError: unable to pull secrets or registry auth: ...`).
+    Unavailable(String),
 }
 
 /// (De)serializes an `Arc<T>` as the `T` it holds (serde's `rc` feature, for one field).

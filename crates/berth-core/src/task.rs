@@ -1115,6 +1115,7 @@ pub fn desired_state(p: &Partition, id: &str) -> DesiredState {
                 }
             };
             let overrides = t.task.overrides.clone().unwrap_or_default();
+            let registry_auth = registry_auth(p, t, &task_definition);
             Some(DesiredTask {
                 task_arn: t.task.task_arn.clone().unwrap_or_default(),
                 cluster_arn: t.task.cluster_arn.clone().unwrap_or_default(),
@@ -1134,10 +1135,46 @@ pub fn desired_state(p: &Partition, id: &str) -> DesiredState {
                     .map_or("EC2", |l| l.as_str())
                     .to_string(),
                 stop_reason: t.task.stopped_reason.clone(),
+                registry_auth,
             })
         })
         .collect();
     DesiredState { version, tasks }
+}
+
+/// The registry credentials of a task's containers with `repositoryCredentials`, resolved
+/// from Secrets Manager while the agent may still pull their images (the task is wanted
+/// RUNNING and has not reached it); afterwards none are sent.
+fn registry_auth(
+    p: &Partition,
+    t: &TaskRecord,
+    td: &ecs::TaskDefinition,
+) -> BTreeMap<String, crate::agent_protocol::RegistryAuth> {
+    use crate::agent_protocol::RegistryAuth;
+    let pulling = t.task.desired_status.as_deref() != Some("STOPPED")
+        && matches!(
+            t.task.last_status.as_deref(),
+            None | Some("PROVISIONING" | "PENDING" | "ACTIVATING")
+        );
+    if !pulling {
+        return BTreeMap::new();
+    }
+    td.container_definitions
+        .iter()
+        .flatten()
+        .filter_map(|c| {
+            let parameter = c
+                .repository_credentials
+                .as_ref()?
+                .credentials_parameter
+                .as_deref()?;
+            let auth = match crate::secretsmanager::registry_credentials(p, parameter) {
+                Ok(creds) => RegistryAuth::Credentials(creds),
+                Err(reason) => RegistryAuth::Unavailable(reason),
+            };
+            Some((c.name.clone().unwrap_or_default(), auth))
+        })
+        .collect()
 }
 
 /// Apply an agent's report about a task on instance `instance_id`. Reports about tasks

@@ -1000,3 +1000,237 @@ fn docker_blocking_awslogs_loses_no_line_of_a_flood() {
         t0.elapsed()
     );
 }
+
+// ------------------------------------------------------------ private registry
+
+/// A private registry: Debian's `docker-registry` on 127.0.0.1 (a free port) with htpasswd
+/// (bcrypt) basic auth, its configuration and storage in a temporary directory. The engine
+/// treats registries on 127.0.0.0/8 as insecure, so plain HTTP works. Killed when dropped.
+struct Registry {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// `None` (skip) outside CI when `docker-registry` or `htpasswd` is missing; `.ci/run`
+    /// installs both.
+    fn start(user: &str, password: &str) -> Option<Registry> {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output();
+        let registry = Command::new("docker-registry").arg("--version").output();
+        let (Ok(htpasswd), Ok(_)) = (htpasswd, registry) else {
+            assert!(
+                !ci,
+                "CI is set but docker-registry or htpasswd is missing (apt-get install docker-registry apache2-utils)"
+            );
+            eprintln!("skipping: docker-registry or htpasswd is missing (and CI is not set)");
+            return None;
+        };
+        assert!(htpasswd.status.success(), "htpasswd: {htpasswd:?}");
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: {host}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {root}/htpasswd\n",
+            root = dir.path().display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let r = Registry { child, host, dir };
+        let addr: std::net::SocketAddr = r.host.parse().unwrap();
+        wait_until("the registry", secs(20), || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+            let resp = common::http_request(addr, "GET", "/v2/", &[], b"");
+            (resp.status == 401).then_some(())
+        });
+        Some(r)
+    }
+
+    /// `docker ARGS...` with a Docker CLI configuration of its own (so that a login is
+    /// neither taken from nor left in the user's).
+    fn docker(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .args(args);
+        let (status, out, err) = run_with_timeout(cmd, Duration::from_secs(120));
+        (status.success(), out, err)
+    }
+
+    /// Push the test image as `REGISTRY/name`, then log out and untag it locally so that
+    /// nothing but a pull with credentials can bring it back. Returns the reference.
+    fn push(&self, name: &str, user: &str, password: &str) -> String {
+        let image = format!("{}/{name}", self.host);
+        let (ok, _, err) = self.docker(&[
+            "login",
+            "--username",
+            user,
+            "--password",
+            password,
+            &self.host,
+        ]);
+        assert!(ok, "docker login: {err}");
+        let (ok, _, err) = self.docker(&["tag", IMAGE, &image]);
+        assert!(ok, "{err}");
+        let (ok, _, err) = self.docker(&["push", &image]);
+        assert!(ok, "docker push: {err}");
+        let (ok, _, err) = self.docker(&["logout", &self.host]);
+        assert!(ok, "{err}");
+        let (ok, _, err) = self.docker(&["rmi", &image]);
+        assert!(ok, "{err}");
+        image
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes a local image when dropped.
+struct LocalImage(String);
+
+impl Drop for LocalImage {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// `repositoryCredentials` name a Secrets Manager secret (created with `aws secretsmanager`):
+/// the agent pulls from a private registry with it; without it, or with a wrong password, the
+/// registry refuses the pull (`CannotPullContainerError`); a missing or malformed secret stops
+/// the task before any pull, in ECS's words.
+#[test]
+fn private_registry_images_pull_with_repository_credentials() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(registry) = Registry::start("berth", "s3cret") else {
+        return;
+    };
+    let image = registry.push(
+        &format!("berth-test/private-{}:1", std::process::id()),
+        "berth",
+        "s3cret",
+    );
+    let _cleanup = LocalImage(image.clone());
+    let d = DockerBerth::start();
+    let secret = |name: &str, value: &str| -> String {
+        let v = d
+            .b()
+            .aws(&[
+                "secretsmanager",
+                "create-secret",
+                "--name",
+                name,
+                "--secret-string",
+                value,
+            ])
+            .json();
+        v["ARN"].as_str().unwrap().to_string()
+    };
+    let good = secret(
+        "registry/good",
+        r#"{"username": "berth", "password": "s3cret"}"#,
+    );
+    let wrong = secret(
+        "registry/wrong",
+        r#"{"username": "berth", "password": "not-it"}"#,
+    );
+    secret("registry/malformed", "berth:s3cret");
+    for (family, parameter) in [
+        ("anon", None),
+        ("wrong", Some(wrong.as_str())),
+        ("missing", Some("registry/absent")),
+        ("malformed", Some("registry/malformed")),
+        ("good", Some(good.as_str())),
+    ] {
+        let mut c =
+            json!({"name": "app", "image": image, "memory": 64, "command": sh("sleep 300")});
+        if let Some(p) = parameter {
+            c["repositoryCredentials"] = json!({"credentialsParameter": p});
+        }
+        d.register(&json!({"family": family, "containerDefinitions": [c]}));
+    }
+
+    // The registry refuses a pull without credentials or with a wrong password.
+    for family in ["anon", "wrong"] {
+        let arn = d.run(&["--task-definition", family]);
+        d.wait_status(&arn, "STOPPED", secs(60));
+        let t = d.describe(&arn);
+        assert_eq!(t["stopCode"], "TaskFailedToStart", "{family}: {t:#}");
+        let reason = t["stoppedReason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("CannotPullContainerError: "),
+            "{family}: {reason}"
+        );
+    }
+    // A secret that is missing, or not the JSON ECS reads, stops the task before any pull.
+    for (family, tail) in [
+        (
+            "missing",
+            "failed to fetch secret registry/absent from secrets manager: ResourceNotFoundException: Secrets Manager can't find the specified secret.",
+        ),
+        (
+            "malformed",
+            "asm fetching authorization data: unable to unmarshal secret value, invalid schema",
+        ),
+    ] {
+        let arn = d.run(&["--task-definition", family]);
+        d.wait_status(&arn, "STOPPED", secs(60));
+        let t = d.describe(&arn);
+        assert_eq!(t["stopCode"], "TaskFailedToStart", "{family}: {t:#}");
+        let reason = t["stoppedReason"].as_str().unwrap();
+        assert_eq!(
+            reason,
+            format!(
+                "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: {tail}"
+            ),
+            "{family}"
+        );
+    }
+    assert!(
+        !docker(&["image", "inspect", &image]).0,
+        "{image} was pulled without valid credentials"
+    );
+
+    // With the right credentials the image is pulled and the task runs.
+    let arn = d.run(&["--task-definition", "good"]);
+    wait_until("the task to run or stop", secs(60), || {
+        let t = d.task(&arn);
+        matches!(t["lastStatus"].as_str(), Some("RUNNING" | "STOPPED")).then_some(())
+    });
+    let t = d.describe(&arn);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    assert!(
+        docker(&["image", "inspect", &image]).0,
+        "{image} not pulled"
+    );
+    let c = inspect(container(&t, "app")["runtimeId"].as_str().unwrap());
+    assert_eq!(c["Config"]["Image"], image.as_str(), "{c:#}");
+    assert!(
+        !t.to_string().contains("s3cret"),
+        "the task shows the password: {t:#}"
+    );
+    d.b().aws(&["ecs", "stop-task", "--task", &arn]).json();
+    let t = d.wait_status(&arn, "STOPPED", secs(60));
+    assert_eq!(t["stopCode"], "UserInitiated", "{t:#}");
+}

@@ -4,7 +4,9 @@
 //! What it does, in ECS's terms:
 //! - **Images** follow the agent's pull behaviour ([`PullBehavior`], ECS's
 //!   `ECS_IMAGE_PULL_BEHAVIOR`): by default try to pull and fall back to a cached image; a pull
-//!   that fails with nothing cached stops the task with `CannotPullContainerError: ...`.
+//!   that fails with nothing cached stops the task with `CannotPullContainerError: ...`. A
+//!   container with `repositoryCredentials` is pulled with the credentials the server resolved
+//!   from Secrets Manager (`DesiredTask::registry_auth`).
 //! - **Containers** get every field of their definition that Docker can honour (command,
 //!   environment, limits, ulimits, Linux parameters, labels, hosts, DNS, volumes, health
 //!   check), plus the labels ECS's agent sets (`com.amazonaws.ecs.task-arn`, ...) and Berth's
@@ -32,7 +34,9 @@ use crate::runtime::process::{
 };
 use berth_api::ecs::{self, ContainerDefinition, NetworkBinding, NetworkMode};
 use berth_core::agent_protocol::DesiredTask;
+use berth_core::secretsmanager::RegistryCredentials;
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, HealthConfig, HealthStatusEnum, HostConfig,
@@ -433,15 +437,20 @@ impl DockerRuntime {
 
     // ------------------------------------------------------------------ images
 
-    /// Make `image` available as the pull behaviour says.
-    async fn ensure_image(&self, image: &str) -> Result<(), StartError> {
+    /// Make `image` available as the pull behaviour says, pulling with `creds` (a container's
+    /// `repositoryCredentials`) when given.
+    async fn ensure_image(
+        &self,
+        image: &str,
+        creds: Option<&RegistryCredentials>,
+    ) -> Result<(), StartError> {
         let image = normalize_image(image);
         let cached = || async { self.docker.inspect_image(&image).await.is_ok() };
         match self.config.pull_behavior {
             PullBehavior::Once | PullBehavior::PreferCached if cached().await => return Ok(()),
             _ => {}
         }
-        match self.pull(&image).await {
+        match self.pull(&image, creds).await {
             Ok(()) => Ok(()),
             Err(e) if self.config.pull_behavior == PullBehavior::Default && cached().await => {
                 tracing::warn!(image = %image, error = %e, "pull failed; using the cached image");
@@ -451,11 +460,18 @@ impl DockerRuntime {
         }
     }
 
-    async fn pull(&self, image: &str) -> Result<(), String> {
+    async fn pull(&self, image: &str, creds: Option<&RegistryCredentials>) -> Result<(), String> {
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)
             .build();
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        // The engine sends them to the registry the image names (X-Registry-Auth).
+        let credentials = creds.map(|c| DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            serveraddress: Some(registry_of(image).to_string()),
+            ..Default::default()
+        });
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         while let Some(item) = stream.next().await {
             item.map_err(|e| daemon_message(&e))?;
         }
@@ -666,16 +682,21 @@ impl DockerRuntime {
             .iter()
             .map(|d| recovered.contains_key(d.name.as_deref().unwrap_or_default()))
             .collect();
-        let mut images: Vec<&str> = defs
-            .iter()
-            .zip(&existing)
-            .filter(|(_, e)| !**e)
-            .filter_map(|(c, _)| c.image.as_deref())
-            .collect();
-        images.sort_unstable();
-        images.dedup();
-        for image in images {
-            self.ensure_image(image).await?;
+        // Each image once (per set of credentials: `repositoryCredentials` are per container).
+        let mut images: Vec<(&str, Option<RegistryCredentials>)> = Vec::new();
+        for (c, exists) in defs.iter().zip(&existing) {
+            if *exists {
+                continue;
+            }
+            let creds = super::registry_credentials(task, c)?;
+            if let Some(image) = c.image.as_deref()
+                && !images.iter().any(|(i, k)| *i == image && *k == creds)
+            {
+                images.push((image, creds));
+            }
+        }
+        for (image, creds) in images {
+            self.ensure_image(image, creds.as_ref()).await?;
         }
         let volumes = if found.is_empty() {
             self.create_volumes(task).await?
@@ -1380,6 +1401,15 @@ pub fn normalize_image(image: &str) -> String {
     }
 }
 
+/// The registry an image reference names, by Docker's rule: the first path component when it
+/// has a `.` or a `:` or is `localhost`, else Docker Hub (as `docker login` records it).
+pub fn registry_of(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "https://index.docker.io/v1/",
+    }
+}
+
 fn extra_hosts(c: &ContainerDefinition) -> Option<Vec<String>> {
     c.extra_hosts.as_ref().map(|hosts| {
         hosts
@@ -1859,6 +1889,19 @@ mod tests {
         let tar = tar_one_file("pause", &elf, 0o755);
         assert_eq!(tar.len() % 512, 0);
         assert_eq!(&tar[257..262], b"ustar");
+    }
+
+    #[test]
+    fn registries_of_images() {
+        assert_eq!(registry_of("127.0.0.1:5000/app:1"), "127.0.0.1:5000");
+        assert_eq!(registry_of("localhost/app"), "localhost");
+        assert_eq!(
+            registry_of("registry.example.com/team/app"),
+            "registry.example.com"
+        );
+        for hub in ["nginx:latest", "library/nginx", "team/app:1"] {
+            assert_eq!(registry_of(hub), "https://index.docker.io/v1/", "{hub}");
+        }
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub mod process;
 
 use crate::plan::{Health, HealthTracker};
 use berth_api::ecs::{ContainerDefinition, HealthCheck, NetworkBinding};
-use berth_core::agent_protocol::DesiredTask;
+use berth_core::agent_protocol::{DesiredTask, RegistryAuth};
+use berth_core::secretsmanager::RegistryCredentials;
 use docker::DockerRuntime;
 use process::{ContainerSpec, OutputSink, ProcessRuntime, RunningProcess};
 use std::time::Duration;
@@ -119,7 +120,14 @@ impl AnyRuntime {
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::CannotStart)?;
         let existing = match self {
-            AnyRuntime::Process(_) => vec![false; defs.len()],
+            AnyRuntime::Process(_) => {
+                // No image is pulled, but the task's registry credentials are a task resource
+                // on ECS: a secret that cannot be resolved stops the task all the same.
+                for c in defs {
+                    registry_credentials(task, c)?;
+                }
+                vec![false; defs.len()]
+            }
             AnyRuntime::Docker(d) => d.prepare(task, defs).await?,
         };
         Ok(Prepared { specs, existing })
@@ -268,6 +276,29 @@ impl AnyContainer {
             }
             AnyContainer::Docker(d) => d.watch_health(on_change),
         }
+    }
+}
+
+/// The credentials container `c`'s image is pulled with: `None` without
+/// `repositoryCredentials`; the server's reason (ECS's `ResourceInitializationError: unable to
+/// pull secrets or registry auth: ...`) when its secret could not be resolved.
+pub fn registry_credentials(
+    task: &DesiredTask,
+    c: &ContainerDefinition,
+) -> Result<Option<RegistryCredentials>, StartError> {
+    if c.repository_credentials.is_none() {
+        return Ok(None);
+    }
+    match task
+        .registry_auth
+        .get(c.name.as_deref().unwrap_or_default())
+    {
+        Some(RegistryAuth::Credentials(creds)) => Ok(Some(creds.clone())),
+        Some(RegistryAuth::Unavailable(reason)) => {
+            Err(StartError::ResourceInitialization(reason.clone()))
+        }
+        // A server that predates registry credentials sent none: pull without.
+        None => Ok(None),
     }
 }
 
