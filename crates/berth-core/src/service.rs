@@ -632,8 +632,9 @@ pub fn view(p: &Partition, rec: &ServiceRecord, with_tags: bool) -> ecs::Service
     let group = format!("service:{name}");
     let tasks: Vec<_> = p
         .tasks
-        .values()
-        .filter(|t| t.cluster == rec.cluster && t.task.group.as_deref() == Some(group.as_str()))
+        .in_group(&group)
+        .map(|(_, t)| t)
+        .filter(|t| t.cluster == rec.cluster)
         .collect();
     let count = |f: &dyn Fn(&&crate::state::TaskRecord) -> bool| {
         i32::try_from(tasks.iter().filter(|t| f(t)).count()).unwrap_or(i32::MAX)
@@ -786,10 +787,8 @@ pub fn reconcile(p: &mut Partition, ctx: &mut Ctx<'_>) -> bool {
 fn task_views(p: &Partition, rec: &ServiceRecord, now_ms: i64) -> Vec<TaskView> {
     let group = format!("service:{}", rec.name());
     p.tasks
-        .iter()
-        .filter(|(_, t)| {
-            t.cluster == rec.cluster && t.task.group.as_deref() == Some(group.as_str())
-        })
+        .in_group(&group)
+        .filter(|(_, t)| t.cluster == rec.cluster)
         .map(|(id, t)| {
             let td = t
                 .task

@@ -184,9 +184,8 @@ fn task_counts(p: &Partition, rec: &ServiceRecord, deployments: &[&str]) -> (i32
         rec.service.service_name.as_deref().unwrap_or_default()
     );
     let (mut running, mut pending) = (0, 0);
-    for t in p.tasks.values() {
+    for (_, t) in p.tasks.in_group(&group) {
         if t.cluster != rec.cluster
-            || t.task.group.as_deref() != Some(group.as_str())
             || !t
                 .task
                 .started_by

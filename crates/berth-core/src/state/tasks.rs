@@ -6,7 +6,8 @@
 //! first O(tasks on X) and keeps the second ([`Usage`]: CPU, memory, ports and groups held)
 //! as tasks change, so placement reads it in O(1) per instance.
 //! ListTasks (whose default filter is desiredStatus RUNNING) likewise reads the ids of the
-//! tasks desired RUNNING instead of scanning every task kept.
+//! tasks desired RUNNING instead of scanning every task kept, and the service scheduler reads a
+//! service's tasks by group ([`Tasks::in_group`]) instead of scanning every task per service.
 //! Reads go through `Deref` to the map by id; every change goes through [`Tasks::insert`],
 //! [`Tasks::remove`] or [`Tasks::get_mut`], whose guard re-indexes the task when it is
 //! dropped, so the indexes cannot drift from the records whatever the caller changes.
@@ -27,6 +28,7 @@ pub struct Tasks {
 struct Index {
     live_by_instance: BTreeMap<String, Live>,
     desired_running: BTreeSet<String>,
+    by_group: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The live tasks of one instance.
@@ -142,6 +144,30 @@ impl Held {
     }
 }
 
+fn add_to_group(idx: &mut BTreeMap<String, BTreeSet<String>>, group: Option<&str>, id: &str) {
+    let Some(g) = group else { return };
+    match idx.get_mut(g) {
+        Some(ids) => {
+            if !ids.contains(id) {
+                ids.insert(id.to_string());
+            }
+        }
+        None => {
+            idx.insert(g.to_string(), BTreeSet::from([id.to_string()]));
+        }
+    }
+}
+
+fn remove_from_group(idx: &mut BTreeMap<String, BTreeSet<String>>, group: Option<&str>, id: &str) {
+    let Some(g) = group else { return };
+    if let Some(ids) = idx.get_mut(g) {
+        ids.remove(id);
+        if ids.is_empty() {
+            idx.remove(g);
+        }
+    }
+}
+
 fn index(
     idx: &mut BTreeMap<String, Live>,
     instance: &str,
@@ -201,7 +227,11 @@ impl Tasks {
         {
             unindex(idx, i, &id, &o.reservation, o.task.group.as_deref());
         }
+        if let Some(o) = &old {
+            remove_from_group(&mut self.index.by_group, o.task.group.as_deref(), &id);
+        }
         if let Some(new) = self.by_id.get(&id) {
+            add_to_group(&mut self.index.by_group, new.task.group.as_deref(), &id);
             if let Some(i) = live_instance(new) {
                 index(idx, i, &id, &new.reservation, new.task.group.as_deref());
             }
@@ -223,6 +253,7 @@ impl Tasks {
             );
         }
         self.index.desired_running.remove(id);
+        remove_from_group(&mut self.index.by_group, old.task.group.as_deref(), id);
         Some(old)
     }
 
@@ -234,12 +265,14 @@ impl Tasks {
             .next()?;
         let before = Held::of(rec);
         let was_desired_running = desired_running(rec);
+        let group_before = rec.task.group.clone();
         Some(TaskMut {
             key,
             rec,
             index: &mut self.index,
             before,
             was_desired_running,
+            group_before,
         })
     }
 
@@ -266,6 +299,19 @@ impl Tasks {
         self.index.live_by_instance.contains_key(instance)
     }
 
+    /// The tasks of `group` (`service:NAME`, `family:NAME`), of any status, in id order.
+    pub fn in_group<'a>(
+        &'a self,
+        group: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a TaskRecord)> + use<'a> {
+        self.index
+            .by_group
+            .get(group)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get_key_value(id))
+    }
+
     /// The tasks desired RUNNING, in id order.
     pub fn desired_running(&self) -> impl Iterator<Item = (&String, &TaskRecord)> {
         self.index
@@ -286,6 +332,13 @@ impl Tasks {
             if desired_running(t) {
                 scanned.desired_running.insert(id.clone());
             }
+            if let Some(g) = &t.task.group {
+                scanned
+                    .by_group
+                    .entry(g.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
         }
         if scanned == self.index {
             Ok(())
@@ -305,6 +358,7 @@ pub struct TaskMut<'a> {
     index: &'a mut Index,
     before: Option<Held>,
     was_desired_running: bool,
+    group_before: Option<String>,
 }
 
 impl Deref for TaskMut<'_> {
@@ -325,6 +379,18 @@ impl Drop for TaskMut<'_> {
         let desired = desired_running(self.rec);
         if desired != self.was_desired_running {
             set_desired_running(&mut self.index.desired_running, self.key, desired);
+        }
+        if self.rec.task.group != self.group_before {
+            remove_from_group(
+                &mut self.index.by_group,
+                self.group_before.as_deref(),
+                self.key,
+            );
+            add_to_group(
+                &mut self.index.by_group,
+                self.rec.task.group.as_deref(),
+                self.key,
+            );
         }
         if let Some(b) = &self.before
             && b.still(self.rec)
@@ -535,6 +601,14 @@ mod tests {
                     .map(|(id, _)| id)
                     .collect();
                 prop_assert_eq!(t.desired_running().map(|(id, _)| id).collect::<Vec<_>>(), scan);
+                for g in ["family:f0", "family:f1", "service:s0", "service:s1", "service:s2"] {
+                    let scan: Vec<&String> = t
+                        .iter()
+                        .filter(|(_, r)| r.task.group.as_deref() == Some(g))
+                        .map(|(id, _)| id)
+                        .collect();
+                    prop_assert_eq!(t.in_group(g).map(|(id, _)| id).collect::<Vec<_>>(), scan);
+                }
             }
         }
     }
