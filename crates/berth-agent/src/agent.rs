@@ -438,6 +438,9 @@ fn replace(slot: &mut Option<u64>, new: Option<u64>) -> bool {
 pub struct HttpControlPlane {
     base: String,
     client: reqwest::Client,
+    /// Ship logs in the compact encoding (`logs/packed`); turned off for good when the
+    /// server predates it (answers 404 there).
+    packed_logs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HttpControlPlane {
@@ -466,6 +469,7 @@ impl HttpControlPlane {
         Ok(HttpControlPlane {
             base: base.trim_end_matches('/').to_string(),
             client,
+            packed_logs: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
     }
 
@@ -481,6 +485,12 @@ impl HttpControlPlane {
             .send()
             .await
             .map_err(|e| TransportError::Network(e.to_string()))?;
+        Self::answer(resp).await
+    }
+
+    async fn answer<Resp: serde::de::DeserializeOwned>(
+        resp: reqwest::Response,
+    ) -> Result<Resp, TransportError> {
         let ok = resp.status().is_success();
         let bytes = resp
             .bytes()
@@ -514,6 +524,35 @@ impl ControlPlane for HttpControlPlane {
         &self,
         req: berth_core::agent_protocol::PutLogsRequest,
     ) -> Result<berth_core::agent_protocol::PutLogsResponse, TransportError> {
+        use berth_core::agent_protocol::packed_logs;
+        use std::sync::atomic::Ordering;
+        if self.packed_logs.load(Ordering::Relaxed) {
+            let resp = self
+                .client
+                .post(format!(
+                    "{}/_berth/agent/v1/{}",
+                    self.base,
+                    packed_logs::PATH
+                ))
+                .header(reqwest::header::CONTENT_TYPE, packed_logs::CONTENT_TYPE)
+                .body(packed_logs::encode(&req))
+                .send()
+                .await
+                .map_err(|e| TransportError::Network(e.to_string()))?;
+            if resp.status() != reqwest::StatusCode::NOT_FOUND {
+                return Self::answer(resp).await;
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| TransportError::Network(e.to_string()))?;
+            if let Ok(err) = serde_json::from_slice::<AgentError>(&bytes) {
+                return Err(TransportError::Agent(err));
+            }
+            // Not an agent error: a server that predates the compact encoding. JSON from now on.
+            tracing::info!("the server does not take packed logs; shipping them as JSON");
+            self.packed_logs.store(false, Ordering::Relaxed);
+        }
         self.call("logs", &req).await
     }
 
@@ -522,5 +561,144 @@ impl ControlPlane for HttpControlPlane {
         req: berth_core::agent_protocol::EnsureLogGroupRequest,
     ) -> Result<berth_core::agent_protocol::EnsureLogGroupResponse, TransportError> {
         self.call("logs/ensure-group", &req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::agent_protocol::{LogBatch, LogLine, PutLogsRequest, packed_logs};
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A bare HTTP/1.1 server: records each request's path and answers with `answer(path)`
+    /// (status, body).
+    async fn server(
+        answer: impl Fn(&str) -> (u16, String) + Send + 'static,
+    ) -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, length) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        break (i + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let path = head.split(' ').nth(1).unwrap().to_string();
+                let (status, body) = answer(&path);
+                log.lock()
+                    .unwrap()
+                    .push((path, buf[head_end..head_end + length].to_vec()));
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        (base, seen)
+    }
+
+    fn request() -> PutLogsRequest {
+        PutLogsRequest {
+            container_instance_arn: "arn".into(),
+            instance_token: "t".into(),
+            producer: "p".into(),
+            batches: vec![LogBatch {
+                region: None,
+                group: "g".into(),
+                stream: "s".into(),
+                seq: 1,
+                events: Arc::new(vec![LogLine {
+                    timestamp_ms: 1,
+                    message: "hello \"there\"".into(),
+                }]),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn logs_go_packed_and_back_to_json_for_a_server_without_it() {
+        let packed = format!("/_berth/agent/v1/{}", packed_logs::PATH);
+        // A new server: packed, and it stays so.
+        let p = packed.clone();
+        let (base, seen) = server(move |path| {
+            if path == p {
+                (200, r#"{"refused":[null]}"#.into())
+            } else {
+                (500, "unexpected".into())
+            }
+        })
+        .await;
+        let cp = HttpControlPlane::new(&base, None).unwrap();
+        for _ in 0..2 {
+            let r = cp.put_logs(request()).await.unwrap();
+            assert_eq!(r.refused, vec![None]);
+        }
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 2);
+            assert_eq!(seen[0].0, packed);
+            assert_eq!(packed_logs::decode(&seen[0].1).unwrap(), request());
+        }
+        // An old server: its 404 (not an agent error) sends the agent back to JSON for good.
+        let p = packed.clone();
+        let (base, seen) = server(move |path| {
+            if path == p {
+                (
+                    404,
+                    r#"{"__type":"UnknownOperationException","message":"Not found"}"#.into(),
+                )
+            } else {
+                (200, r#"{"refused":[null]}"#.into())
+            }
+        })
+        .await;
+        let cp = HttpControlPlane::new(&base, None).unwrap();
+        for _ in 0..2 {
+            let r = cp.put_logs(request()).await.unwrap();
+            assert_eq!(r.refused, vec![None]);
+        }
+        let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.0.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                packed.as_str(),
+                "/_berth/agent/v1/logs",
+                "/_berth/agent/v1/logs"
+            ]
+        );
+        let json: PutLogsRequest = serde_json::from_slice(&seen.lock().unwrap()[1].1).unwrap();
+        assert_eq!(json, request());
+        // A 404 that is an agent error (cluster gone) is that error, not a reason to switch.
+        let (base, seen) = server(move |_| (404, r#"{"ClusterNotFound":"default"}"#.into())).await;
+        let cp = HttpControlPlane::new(&base, None).unwrap();
+        for _ in 0..2 {
+            let e = cp.put_logs(request()).await.unwrap_err();
+            assert!(
+                matches!(e, TransportError::Agent(AgentError::ClusterNotFound(_))),
+                "{e:?}"
+            );
+        }
+        let seen = seen.lock().unwrap();
+        assert!(seen.iter().all(|s| s.0 == packed), "{seen:?}");
     }
 }

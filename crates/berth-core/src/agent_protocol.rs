@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod packed_logs;
+
 /// Version of this protocol; a server refuses agents speaking another.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -23,6 +23,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_berth/agent/v1/register", post(agent_register))
         .route("/_berth/agent/v1/sync", post(agent_sync))
         .route("/_berth/agent/v1/logs", post(agent_logs))
+        .route("/_berth/agent/v1/logs/packed", post(agent_logs_packed))
         .route(
             "/_berth/agent/v1/logs/ensure-group",
             post(agent_ensure_log_group),
@@ -96,6 +97,25 @@ async fn agent_logs(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Re
     match agent_body::<berth_core::agent_protocol::PutLogsRequest>(req).await {
         Ok(r) => agent_json(gw.put_logs(r).await),
         Err(e) => agent_error(&e),
+    }
+}
+
+/// The same request as [`agent_logs`] in the compact encoding
+/// ([`berth_core::agent_protocol::packed_logs`]): no JSON to parse on a log flood.
+async fn agent_logs_packed(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    use berth_core::agent_protocol::packed_logs;
+    let gw = crate::Gateway { shared };
+    let body = match axum::body::to_bytes(req.into_body(), limits::MAX_BODY_BYTES * 8).await {
+        Ok(b) => b,
+        Err(_) => {
+            return agent_error(&AgentError::BadRequest(
+                "body too large or unreadable".into(),
+            ));
+        }
+    };
+    match packed_logs::decode(&body) {
+        Ok(r) => agent_json(gw.put_logs(r).await),
+        Err(e) => agent_error(&AgentError::BadRequest(e)),
     }
 }
 
