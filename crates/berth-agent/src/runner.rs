@@ -13,7 +13,6 @@ use berth_core::agent_protocol::{ContainerReport, DesiredTask, TaskReport};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 /// ECS's default grace between SIGTERM and SIGKILL.
@@ -453,6 +452,31 @@ const OUTPUT_CHANNEL_LINES: usize = 16 * 1024;
 /// Most lines an output task handles at once.
 const OUTPUT_BATCH: usize = 1024;
 
+/// Bytes of output gathered before they are written to the container's file.
+const FILE_WRITE_BYTES: usize = 256 * 1024;
+
+/// Append `bytes` to `file` on a blocking thread and empty it (keeping its room). The file
+/// is gone after a failure (output is no longer kept, the stream goes on).
+async fn write_out(file: Option<std::fs::File>, bytes: &mut Vec<u8>) -> Option<std::fs::File> {
+    let mut f = file?;
+    let mut buf = std::mem::take(bytes);
+    let (f, buf, ok) = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let ok = f.write_all(&buf).is_ok();
+        buf.clear();
+        (f, buf, ok)
+    })
+    .await
+    .ok()?;
+    *bytes = buf;
+    if ok {
+        Some(f)
+    } else {
+        tracing::warn!("cannot keep container output: a write failed");
+        None
+    }
+}
+
 /// Keep a container's output in `<dir>/<container>.log` and, for `awslogs` containers, ship
 /// it to its log stream.
 async fn keep_output(
@@ -461,19 +485,21 @@ async fn keep_output(
     mut rx: mpsc::Receiver<OutputLine>,
     mut ship: Option<StreamWriter>,
 ) {
-    let file = async {
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::OpenOptions::new()
+    let path = dir.join(format!("{container}.log"));
+    let shown = dir.display().to_string();
+    let file = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join(format!("{container}.log")))
-            .await
-    }
-    .await;
+            .open(&path)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     let mut file = match file {
-        Ok(f) => Some(tokio::io::BufWriter::new(f)),
+        Ok(f) => Some(f),
         Err(e) => {
-            tracing::warn!(error = %e, dir = %dir.display(), "cannot keep container output");
+            tracing::warn!(error = %e, dir = %shown, "cannot keep container output");
             None
         }
     };
@@ -482,6 +508,8 @@ async fn keep_output(
     // and makes the container wait in blocking mode).
     // Grown by `recv_many` as lines come (an idle task holds no room for 1,024 lines).
     let mut batch: Vec<OutputLine> = Vec::new();
+    // The file's copy: written (by a blocking thread, the buffer moved there and back, no
+    // copy) when it holds FILE_WRITE_BYTES or nothing more is waiting.
     let mut bytes: Vec<u8> = Vec::new();
     loop {
         let got = if ship.as_ref().is_some_and(StreamWriter::has_partial) {
@@ -506,16 +534,13 @@ async fn keep_output(
         if got == 0 {
             break;
         }
-        if let Some(f) = file.as_mut() {
-            bytes.clear();
+        if file.is_some() {
             for line in &batch {
                 bytes.extend_from_slice(line.line.as_bytes());
                 bytes.push(b'\n');
             }
-            let ok =
-                f.write_all(&bytes).await.is_ok() && (!rx.is_empty() || f.flush().await.is_ok());
-            if !ok {
-                file = None;
+            if bytes.len() >= FILE_WRITE_BYTES || rx.is_empty() {
+                file = write_out(file, &mut bytes).await;
             }
         }
         match ship.as_mut() {
@@ -526,8 +551,8 @@ async fn keep_output(
             None => batch.clear(),
         }
     }
-    if let Some(f) = file.as_mut() {
-        let _ = f.flush().await;
+    if !bytes.is_empty() {
+        drop(write_out(file, &mut bytes).await);
     }
     if let Some(w) = ship {
         let stream = w.stream().to_string();

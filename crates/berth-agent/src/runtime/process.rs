@@ -995,33 +995,31 @@ impl LineSplitter {
         }
     }
 
-    pub(crate) fn push(&mut self, data: &[u8], mut emit: impl FnMut(String)) {
-        self.pending.extend_from_slice(data);
-        let mut start = 0;
-        loop {
-            let available = self.pending.len() - start;
-            // A newline at offset `max` still ends a line of `max` bytes.
-            let window = available.min(self.max + 1);
-            let from = self.scanned.min(window);
-            let newline = self.pending[start + from..start + window]
-                .iter()
-                .position(|&b| b == b'\n');
-            if let Some(offset) = newline {
-                let end = start + from + offset;
-                emit(String::from_utf8_lossy(&self.pending[start..end]).into_owned());
-                start = end + 1;
-                self.scanned = 0;
-            } else if available > self.max {
-                let cut = utf8_cut(&self.pending[start..start + window], self.max);
-                emit(String::from_utf8_lossy(&self.pending[start..start + cut]).into_owned());
-                start += cut;
-                self.scanned = 0;
-            } else {
-                self.scanned = window;
-                break;
+    pub(crate) fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(String)) {
+        if !self.pending.is_empty() {
+            // Finish the line left over from the last read: only its bytes are copied (up
+            // to the next newline, or as many as can still fit in a line).
+            let room = (self.max + 1).saturating_sub(self.pending.len()).max(1);
+            let head = &data[..data.len().min(room)];
+            let take = memchr::memchr(b'\n', head).map_or(head.len(), |i| i + 1);
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            let (used, scanned) = split_lines(&self.pending, self.scanned, self.max, &mut emit);
+            self.pending.drain(..used);
+            self.scanned = scanned;
+            if !self.pending.is_empty() {
+                // Still unfinished (a long line cut into pieces): the slow way.
+                self.pending.extend_from_slice(data);
+                let (used, scanned) = split_lines(&self.pending, self.scanned, self.max, &mut emit);
+                self.pending.drain(..used);
+                self.scanned = scanned;
+                return;
             }
         }
-        self.pending.drain(..start);
+        // Lines are cut straight from `data`; only an unfinished last one is kept.
+        let (used, scanned) = split_lines(data, 0, self.max, &mut emit);
+        self.pending.extend_from_slice(&data[used..]);
+        self.scanned = scanned;
     }
 
     pub(crate) fn finish(&mut self, mut emit: impl FnMut(String)) {
@@ -1030,6 +1028,46 @@ impl LineSplitter {
         }
         self.pending.clear();
         self.scanned = 0;
+    }
+}
+
+/// Emit the complete lines of `buf` (and pieces of `max` bytes of longer ones), whose first
+/// `scanned` bytes are known to hold no `\n`. Returns the bytes used and how many of the rest
+/// are known to hold no `\n`. Invalid UTF-8 becomes U+FFFD.
+fn split_lines(
+    buf: &[u8],
+    mut scanned: usize,
+    max: usize,
+    emit: &mut impl FnMut(String),
+) -> (usize, usize) {
+    // One validation for the whole buffer (lines are slices of it), not one per line.
+    let text = match std::str::from_utf8(buf) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    let line = |a: usize, b: usize| match text.get(a..b) {
+        Some(s) => s.to_owned(),
+        None => String::from_utf8_lossy(&buf[a..b]).into_owned(),
+    };
+    let mut start = 0;
+    loop {
+        let available = buf.len() - start;
+        // A newline at offset `max` still ends a line of `max` bytes.
+        let window = available.min(max + 1);
+        let from = scanned.min(window);
+        if let Some(offset) = memchr::memchr(b'\n', &buf[start + from..start + window]) {
+            let end = start + from + offset;
+            emit(line(start, end));
+            start = end + 1;
+            scanned = 0;
+        } else if available > max {
+            let cut = utf8_cut(&buf[start..start + window], max);
+            emit(line(start, start + cut));
+            start += cut;
+            scanned = 0;
+        } else {
+            return (start, window);
+        }
     }
 }
 
@@ -1383,6 +1421,36 @@ mod tests {
         // Cuts fall on character boundaries: "ééééé" is 10 bytes.
         assert_eq!(collect(&["ééééé".as_bytes()], 5), ["éé", "éé", "é"]);
         assert_eq!(collect(&[b"\xff\n"], 8), ["\u{fffd}"]);
+    }
+
+    #[test]
+    fn splitting_does_not_depend_on_how_the_input_is_read() {
+        // Lines of every length around the limit (8), multi-byte characters, empty lines.
+        let mut text = Vec::new();
+        for n in 0..30usize {
+            text.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, n % 19));
+            if n % 4 == 0 {
+                text.extend_from_slice("é€".as_bytes());
+            }
+            text.push(b'\n');
+        }
+        text.extend_from_slice(b"tail without newline");
+        let split = |size: usize| {
+            let mut out = Vec::new();
+            let mut s = LineSplitter::new(8);
+            for chunk in text.chunks(size) {
+                s.push(chunk, |l| out.push(l));
+            }
+            s.finish(|l| out.push(l));
+            out
+        };
+        let whole = split(text.len());
+        assert!(whole.iter().all(|l| l.len() <= 8), "{whole:?}");
+        assert!(whole.contains(&String::new()));
+        assert_eq!(whole.last().map(String::as_str), Some("line"));
+        for size in 1..40 {
+            assert_eq!(split(size), whole, "read {size} bytes at a time");
+        }
     }
 
     #[test]
