@@ -7,8 +7,15 @@
 //! Every event keeps its own event id (ids of a chunk written at once are consecutive, but
 //! chunks migrated from the per-event table or rewritten by retention need not be), so
 //! eventIds and paging tokens, which are (timestamp, id) positions, mean the same as before.
+//!
+//! A chunk whose encoding zstd shrinks by an eighth or more is stored compressed instead:
+//! `FORMAT_ZSTD, varint(length of the rest of the plain chunk)` and a zstd frame of that
+//! rest (everything after its format byte). Log lines repeat themselves, so this typically
+//! divides the bytes the database writes (twice: WAL, then checkpoint) several times over;
+//! chunks that do not shrink stay plain. Both formats are read, whatever was written.
 
 use crate::LogsError;
+use std::borrow::Cow;
 
 /// A chunk is cut when its messages would pass this many bytes.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
@@ -17,6 +24,14 @@ pub(crate) const CHUNK_BYTES: usize = 1 << 20;
 pub(crate) const CHUNK_SPAN_MS: i64 = 60_000;
 
 const FORMAT: u8 = 1;
+/// Format byte of a compressed chunk (see the module docs).
+const FORMAT_ZSTD: u8 = 2;
+/// zstd level: the fastest of the regular ones; logs compress well even so.
+const ZSTD_LEVEL: i32 = 1;
+/// Largest plain chunk a compressed one may claim to hold (a chunk holds at most
+/// `CHUNK_BYTES` of messages or one event, plus a few bytes per event): bounds what a
+/// damaged row can make a reader allocate.
+const MAX_PLAIN_BYTES: u64 = 64 << 20;
 
 /// One event as a chunk stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +103,22 @@ pub(crate) fn encode(events: &mut [Event<'_>]) -> Option<(Summary, Vec<u8>)> {
         out.extend_from_slice(e.message.as_bytes());
         (ts, id) = (e.ts, e.id);
     }
-    Some((summary, out))
+    Some((summary, compress(out)))
+}
+
+/// `plain` (a FORMAT chunk) compressed, when that saves an eighth or more.
+fn compress(plain: Vec<u8>) -> Vec<u8> {
+    let body = &plain[1..];
+    match zstd::bulk::compress(body, ZSTD_LEVEL) {
+        Ok(z) if z.len() + 11 <= body.len() - body.len() / 8 => {
+            let mut out = Vec::with_capacity(z.len() + 11);
+            out.push(FORMAT_ZSTD);
+            put_varint(&mut out, body.len() as u64);
+            out.extend_from_slice(&z);
+            out
+        }
+        _ => plain,
+    }
 }
 
 fn corrupt() -> LogsError {
@@ -123,17 +153,36 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decode a chunk's events, in (timestamp, id) order. A damaged chunk is an error, never a
-/// panic.
-pub(crate) fn decode(data: &[u8]) -> Result<Vec<Event<'_>>, LogsError> {
+/// A stored chunk's events, still encoded: what [`decode`] reads. Borrowed from a plain
+/// chunk, decompressed from a compressed one. A damaged chunk is an error, never a panic.
+pub(crate) fn open(data: &[u8]) -> Result<Cow<'_, [u8]>, LogsError> {
     let mut r = Reader { data, at: 0 };
-    if r.bytes(1)? != [FORMAT] {
-        return Err(corrupt());
+    match r.bytes(1)? {
+        [FORMAT] => Ok(Cow::Borrowed(&data[1..])),
+        [FORMAT_ZSTD] => {
+            let len = r.varint()?;
+            if len > MAX_PLAIN_BYTES {
+                return Err(corrupt());
+            }
+            let len = usize::try_from(len).map_err(|_| corrupt())?;
+            let plain = zstd::bulk::decompress(&data[r.at..], len).map_err(|_| corrupt())?;
+            if plain.len() != len {
+                return Err(corrupt());
+            }
+            Ok(Cow::Owned(plain))
+        }
+        _ => Err(corrupt()),
     }
+}
+
+/// Decode the events of an [`open`]ed chunk, in (timestamp, id) order. A damaged chunk is
+/// an error, never a panic.
+pub(crate) fn decode(body: &[u8]) -> Result<Vec<Event<'_>>, LogsError> {
+    let mut r = Reader { data: body, at: 0 };
     let mut ts = unzigzag(r.varint()?);
     let mut id = unzigzag(r.varint()?);
     let mut out = Vec::new();
-    while r.at < data.len() {
+    while r.at < body.len() {
         let dts = i64::try_from(r.varint()?).map_err(|_| corrupt())?;
         ts = ts.checked_add(dts).ok_or_else(corrupt)?;
         id = id.wrapping_add(unzigzag(r.varint()?));
@@ -177,6 +226,22 @@ pub(crate) fn cut<'a>(events: &[(i64, &'a str)], first_id: i64) -> Vec<Vec<Event
 mod tests {
     use super::*;
 
+    /// Open and decode, owning the messages.
+    fn read(data: &[u8]) -> Result<Vec<(i64, i64, String)>, LogsError> {
+        let body = open(data)?;
+        Ok(decode(&body)?
+            .into_iter()
+            .map(|e| (e.ts, e.id, e.message.to_string()))
+            .collect())
+    }
+
+    fn owned(events: &[Event<'_>]) -> Vec<(i64, i64, String)> {
+        events
+            .iter()
+            .map(|e| (e.ts, e.id, e.message.to_string()))
+            .collect()
+    }
+
     #[test]
     fn chunks_round_trip_sorted() {
         let msgs = ["b", "", "héllo", "a", "zz"];
@@ -208,7 +273,9 @@ mod tests {
             },
         ];
         let (summary, data) = encode(&mut events).unwrap();
-        let back = decode(&data).unwrap();
+        assert_eq!(data[0], FORMAT, "too small to gain from compression");
+        let body = open(&data).unwrap();
+        let back = decode(&body).unwrap();
         assert_eq!(back, events);
         let mut sorted = back.clone();
         sorted.sort_by_key(|e| (e.ts, e.id));
@@ -230,20 +297,68 @@ mod tests {
         }];
         let (_, data) = encode(&mut events).unwrap();
         for n in 0..data.len() {
-            let _ = decode(&data[..n]);
+            let _ = read(&data[..n]);
         }
-        assert!(decode(&[]).is_err());
-        assert!(decode(&[9]).is_err());
-        assert!(decode(&data[..data.len() - 1]).is_err());
+        assert!(read(&[]).is_err());
+        assert!(read(&[9]).is_err());
+        assert!(read(&data[..data.len() - 1]).is_err());
         let mut bad = data.clone();
         *bad.last_mut().unwrap() = 0xff;
-        assert!(decode(&bad).is_err(), "not UTF-8");
+        assert!(read(&bad).is_err(), "not UTF-8");
         assert!(
-            decode(&[
+            read(&[
                 FORMAT, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn repetitive_chunks_are_stored_compressed_and_read_back() {
+        let lines: Vec<String> = (0..5_000)
+            .map(|i| format!("{i:012} 1764500000000000000 {}", "x".repeat(166)))
+            .collect();
+        let mut events: Vec<Event<'_>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Event {
+                ts: 1_764_500_000_000 + i64::try_from(i / 100).unwrap(),
+                id: 1_000 + i64::try_from(i).unwrap(),
+                message: m,
+            })
+            .collect();
+        let (summary, data) = encode(&mut events).unwrap();
+        assert_eq!(data[0], FORMAT_ZSTD);
+        let plain: i64 = summary.bytes;
+        assert!(
+            i64::try_from(data.len()).unwrap() * 4 < plain,
+            "{} bytes for {plain} of messages",
+            data.len()
+        );
+        assert_eq!(read(&data).unwrap(), owned(&events));
+        // Damaged compressed chunks are errors, not panics.
+        for n in 0..data.len().min(200) {
+            assert!(read(&data[..n]).is_err());
+        }
+        let mut bad = data.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        let _ = read(&bad);
+        // A claimed plain size beyond the bound allocates nothing and fails.
+        let mut huge = vec![FORMAT_ZSTD];
+        put_varint(&mut huge, MAX_PLAIN_BYTES + 1);
+        huge.extend_from_slice(&data[2..]);
+        assert!(read(&huge).is_err());
+        // A claimed size that is not the real one fails.
+        let mut wrong = vec![FORMAT_ZSTD];
+        put_varint(&mut wrong, 10);
+        let rest_at = {
+            let mut r = Reader { data: &data, at: 1 };
+            r.varint().unwrap();
+            r.at
+        };
+        wrong.extend_from_slice(&data[rest_at..]);
+        assert!(read(&wrong).is_err());
     }
 
     #[test]

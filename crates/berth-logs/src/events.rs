@@ -309,7 +309,8 @@ fn scan(
         {
             if want(p.stream_id) {
                 let blob: Vec<u8> = data.query_row(params![p.id], |r| r.get(0))?;
-                let mut events: Vec<EventRow> = chunk::decode(&blob)?
+                let body = chunk::open(&blob)?;
+                let mut events: Vec<EventRow> = chunk::decode(&body)?
                     .into_iter()
                     .filter(|e| in_range(e.ts, e.id))
                     .map(|e| EventRow {
@@ -674,7 +675,8 @@ pub(crate) fn expire(
                     .query_row(params![id], |r| r.get(0))?,
             )
         };
-        let events = blob.as_deref().map(chunk::decode).transpose()?;
+        let body = blob.as_deref().map(chunk::open).transpose()?;
+        let events = body.as_deref().map(chunk::decode).transpose()?;
         let mut kept: Vec<chunk::Event<'_>> = events
             .iter()
             .flatten()
