@@ -6,7 +6,7 @@
 //! ```text
 //! berth-bench <case> [--quick] [--out DIR] [size flags]
 //! cases: runtask jobs selfheal docker burst burst-docker frozen saturation rolling api
-//!        footprint logs placement all
+//!        footprint logs logstore placement all
 //! ```
 //! The `berth` binary is taken from `BERTH_BIN` or next to this one (build it with
 //! `cargo build --release -p berth -p berth-bench`). See BENCHMARKS.md for each case's flags.
@@ -15,6 +15,7 @@ mod berth;
 mod cases;
 mod cluster;
 mod logs;
+mod logstore;
 mod placement;
 mod procs;
 mod report;
@@ -64,7 +65,7 @@ impl Opts {
     }
 }
 
-const CASES: [&str; 13] = [
+const CASES: [&str; 14] = [
     "runtask",
     "jobs",
     "selfheal",
@@ -77,6 +78,7 @@ const CASES: [&str; 13] = [
     "api",
     "footprint",
     "logs",
+    "logstore",
     "placement",
 ];
 
@@ -94,6 +96,7 @@ async fn run_case(case: &str, o: &Opts) -> Result<report::Report> {
         "api" => cluster::api(o).await,
         "footprint" => cluster::footprint(o).await,
         "logs" => logs::logs(o).await,
+        "logstore" => logstore::logstore(o),
         "placement" => placement::placement(o).await,
         other => anyhow::bail!("unknown case {other}"),
     }
