@@ -95,14 +95,14 @@ pub fn view(p: &Partition, rec: &ClusterRecord, include: &[ClusterField]) -> ecs
     let mut c = rec.cluster.clone();
     let name = c.cluster_name.clone().unwrap_or_default();
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let tasks = || p.tasks.values().filter(|t| t.cluster == name);
+    let tasks = || p.tasks.values().filter(|t| t.cluster() == name);
     let running = tasks()
-        .filter(|t| t.task.last_status.as_deref() == Some("RUNNING"))
+        .filter(|t| t.last_status() == Some("RUNNING"))
         .count();
     let pending = tasks()
         .filter(|t| {
             matches!(
-                t.task.last_status.as_deref(),
+                t.last_status(),
                 Some("PROVISIONING" | "PENDING" | "ACTIVATING")
             )
         })
@@ -320,7 +320,7 @@ pub fn usage(p: &Partition, name: &str) -> ClusterUse {
         tasks: p
             .tasks
             .values()
-            .filter(|t| t.cluster == name && !t.is_stopped())
+            .filter(|t| t.cluster() == name && !t.is_stopped())
             .count(),
     }
 }

@@ -152,11 +152,8 @@ pub fn view(
         resource_ports("PORTS", &ports),
         resource_ports("PORTS_UDP", &[]),
     ]);
-    let on_me = || {
-        p.tasks
-            .values()
-            .filter(|t| t.instance_id.as_deref() == Some(id))
-    };
+    // RUNNING and PENDING tasks are live: the index has them (a scan read every STOPPED one).
+    let on_me = || p.tasks.live_on(id).map(|(_, t)| t);
     let running = on_me()
         .filter(|t| t.task.last_status.as_deref() == Some("RUNNING"))
         .count();

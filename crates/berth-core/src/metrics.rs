@@ -515,7 +515,10 @@ pub fn samples_of(p: &Partition, instance_id: &str, report: &UsageReport) -> Vec
     let mut memory_used = 0.0;
     for u in &report.tasks {
         let id = crate::arn::last_segment(&u.task_arn);
-        let Some(t) = p.tasks.get(id) else { continue };
+        // A RUNNING task is kept whole (only STOPPED ones are compact).
+        let Some(t) = p.tasks.get(id).and_then(|t| t.whole()) else {
+            continue;
+        };
         if t.instance_id.as_deref() != Some(instance_id)
             || t.task.last_status.as_deref() != Some("RUNNING")
             || !(u.cpu_units.is_finite() && u.memory_mib.is_finite())

@@ -5,7 +5,7 @@
 use crate::placement::{self, Need};
 use crate::service_deployment::{self as sd, ServiceDeploymentRecord, ServiceRevisionRecord};
 use crate::service_plan::{self, Action, DeploymentView, Rollout, ServiceView, TaskView};
-use crate::state::{Ctx, Kind, Partition, TaskDefinitionRecord};
+use crate::state::{Ctx, Kind, Partition, TaskDefinitionRecord, TaskRef};
 use crate::task::{self, NewTask};
 use crate::{arn, cluster, container_instance, pagination, tags, task_definition};
 use berth_api::EcsError;
@@ -634,16 +634,15 @@ pub fn view(p: &Partition, rec: &ServiceRecord, with_tags: bool) -> ecs::Service
         .tasks
         .in_group(&group)
         .map(|(_, t)| t)
-        .filter(|t| t.cluster == rec.cluster)
+        .filter(|t| t.cluster() == rec.cluster)
         .collect();
-    let count = |f: &dyn Fn(&&crate::state::TaskRecord) -> bool| {
-        i32::try_from(tasks.iter().filter(|t| f(t)).count()).unwrap_or(i32::MAX)
+    let count = |f: &dyn Fn(TaskRef<'_>) -> bool| {
+        i32::try_from(tasks.iter().filter(|t| f(**t)).count()).unwrap_or(i32::MAX)
     };
-    let is_running =
-        |t: &&crate::state::TaskRecord| t.task.last_status.as_deref() == Some("RUNNING");
-    let is_pending = |t: &&crate::state::TaskRecord| {
+    let is_running = |t: TaskRef<'_>| t.last_status() == Some("RUNNING");
+    let is_pending = |t: TaskRef<'_>| {
         matches!(
-            t.task.last_status.as_deref(),
+            t.last_status(),
             Some("PROVISIONING" | "PENDING" | "ACTIVATING")
         )
     };
@@ -651,7 +650,7 @@ pub fn view(p: &Partition, rec: &ServiceRecord, with_tags: bool) -> ecs::Service
     s.pending_count = Some(count(&|t| is_pending(t)));
     for d in s.deployments.iter_mut().flatten() {
         let id = d.id.clone();
-        let mine = |t: &&crate::state::TaskRecord| t.task.started_by == id;
+        let mine = |t: TaskRef<'_>| t.started_by() == id.as_deref();
         d.running_count = Some(count(&|t| mine(t) && is_running(t)));
         d.pending_count = Some(count(&|t| mine(t) && is_pending(t)));
         if let Some(m) = id.as_ref().and_then(|i| rec.meta.get(i)) {
@@ -788,48 +787,39 @@ fn task_views(p: &Partition, rec: &ServiceRecord, now_ms: i64) -> Vec<TaskView> 
     let group = format!("service:{}", rec.name());
     p.tasks
         .in_group(&group)
-        .filter(|(_, t)| t.cluster == rec.cluster)
+        .filter(|(_, t)| t.cluster() == rec.cluster)
         .map(|(id, t)| {
-            let td = t
-                .task
-                .task_definition_arn
-                .as_deref()
-                .and_then(|a| td_by_arn(p, a));
-            let health = t
-                .task
-                .health_status
-                .as_ref()
-                .map_or("UNKNOWN", |h| h.as_str());
-            let running = t.task.last_status.as_deref() == Some("RUNNING");
+            let td = t.task_definition_arn().and_then(|a| td_by_arn(p, a));
+            let health = t.health_status().map_or("UNKNOWN", |h| h.as_str());
+            let running = t.last_status() == Some("RUNNING");
             let healthy = running
                 && (health == "HEALTHY"
                     || (health != "UNHEALTHY" && !has_essential_health_check(td)));
             let failed = t.is_stopped()
                 && !matches!(
-                    t.task.stop_code,
+                    t.stop_code(),
                     Some(TaskStopCode::ServiceSchedulerInitiated | TaskStopCode::UserInitiated)
                 );
             #[allow(clippy::cast_possible_truncation)]
-            let started_at_ms = t.task.started_at.map(|s| (s * 1000.0) as i64);
+            let started_at_ms = t.started_at().map(|s| (s * 1000.0) as i64);
             TaskView {
                 id: id.clone(),
-                deployment: t.task.started_by.clone().unwrap_or_default(),
-                desired_running: t.task.desired_status.as_deref() == Some("RUNNING"),
+                deployment: t.started_by().unwrap_or_default().to_string(),
+                desired_running: t.desired_status() == Some("RUNNING"),
                 running,
                 stopped: t.is_stopped(),
                 healthy,
                 unhealthy: running && health == "UNHEALTHY",
                 started_at_ms,
-                stopped_at_ms: t.stopped_at_ms,
+                stopped_at_ms: t.stopped_at_ms(),
                 failed,
                 seen_at_ms: t
-                    .instance_id
-                    .as_ref()
+                    .instance_id()
                     .and_then(|i| p.liveness.get(i))
                     .map(|l| l.last_seen_ms),
-                instance: t.instance_id.clone(),
+                instance: t.instance_id().map(str::to_string),
                 lost: !t.is_stopped()
-                    && t.instance_id.as_ref().is_some_and(|i| {
+                    && t.instance_id().is_some_and(|i| {
                         p.instances
                             .get(i)
                             .is_some_and(|r| r.instance.status.as_deref() != Some("INACTIVE"))

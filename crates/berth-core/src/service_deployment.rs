@@ -185,16 +185,10 @@ fn task_counts(p: &Partition, rec: &ServiceRecord, deployments: &[&str]) -> (i32
     );
     let (mut running, mut pending) = (0, 0);
     for (_, t) in p.tasks.in_group(&group) {
-        if t.cluster != rec.cluster
-            || !t
-                .task
-                .started_by
-                .as_deref()
-                .is_some_and(|s| deployments.contains(&s))
-        {
+        if t.cluster() != rec.cluster || !t.started_by().is_some_and(|s| deployments.contains(&s)) {
             continue;
         }
-        match t.task.last_status.as_deref() {
+        match t.last_status() {
             Some("RUNNING") => running += 1,
             Some("PROVISIONING" | "PENDING" | "ACTIVATING") => pending += 1,
             _ => {}

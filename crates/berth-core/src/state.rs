@@ -10,8 +10,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod compact;
 mod tasks;
-pub use tasks::{TaskMut, Tasks, Usage};
+pub use compact::{Compact, CompactError, TaskRef};
+pub use tasks::{Iter as TaskIter, TaskMut, Tasks, Usage};
 
 /// Where resources live: an AWS account and region.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

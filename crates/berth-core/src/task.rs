@@ -7,7 +7,10 @@
 use crate::agent_protocol::{DesiredState, DesiredTask, TaskReport};
 use crate::container_instance::{self, connected};
 use crate::placement::{self, Candidate, Need};
-use crate::state::{Ctx, Kind, Partition, Reservation, TaskDefinitionRecord, TaskRecord, keys};
+use crate::state::{
+    CompactError, Ctx, Kind, Partition, Reservation, TaskDefinitionRecord, TaskRecord, TaskRef,
+    keys,
+};
 use crate::{arn, cluster, pagination, query, tags, task_definition};
 use berth_api::EcsError;
 use berth_api::ecs::{
@@ -36,6 +39,11 @@ pub const LIFECYCLE: [&str; 8] = [
 
 fn rank(status: &str) -> usize {
     LIFECYCLE.iter().position(|s| *s == status).unwrap_or(0)
+}
+
+/// A compact task that cannot be decoded (not expected: Berth made it in this process).
+fn unreadable(e: CompactError) -> EcsError {
+    EcsError::Server(e.to_string())
 }
 
 fn secs(ms: i64) -> f64 {
@@ -575,9 +583,10 @@ pub fn run(
         let previous: Vec<ecs::Task> = p
             .tasks
             .values()
-            .filter(|t| t.cluster == cluster_name && t.client_token.as_deref() == Some(token))
-            .map(|t| t.task.clone())
-            .collect();
+            .filter(|t| t.cluster() == cluster_name && t.client_token() == Some(token))
+            .map(|t| t.record().map(|r| r.task.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(unreadable)?;
         if !previous.is_empty() {
             let same_def = previous
                 .iter()
@@ -857,7 +866,7 @@ fn find_task_id(
     let id = arn::resource_id(&ctx.partition, "task", cluster_name, reference)?;
     p.tasks
         .get(id)
-        .filter(|t| t.cluster == cluster_name)
+        .filter(|t| t.cluster() == cluster_name)
         .map(|_| id.to_string())
 }
 
@@ -869,12 +878,16 @@ pub fn request_stop(
     code: TaskStopCode,
     reason: &str,
 ) -> bool {
+    // Checked before `get_mut`, which would decode a compact (STOPPED) task.
+    if p.tasks
+        .get(id)
+        .is_none_or(|t| t.desired_status() == Some("STOPPED") || t.is_stopped())
+    {
+        return false;
+    }
     let Some(mut t) = p.tasks.get_mut(id) else {
         return false;
     };
-    if t.task.desired_status.as_deref() == Some("STOPPED") || t.is_stopped() {
-        return false;
-    }
     t.task.desired_status = Some("STOPPED".into());
     t.task.stop_code = Some(code);
     t.task.stopped_reason = Some(reason.to_string());
@@ -886,11 +899,20 @@ pub fn request_stop(
             .get(i)
             .is_none_or(|r| r.instance.status.as_deref() == Some("INACTIVE"))
     });
-    if orphaned {
-        finish_stopped(p.tasks.get_mut(id).as_deref_mut(), ctx.now_ms);
+    let t = if orphaned {
+        p.tasks.get_mut(id).map(|mut t| {
+            finish_stopped(Some(&mut *t), ctx.now_ms);
+            TaskRecord::clone(&t)
+        })
+    } else {
+        p.tasks
+            .get(id)
+            .and_then(|t| t.record().ok())
+            .map(std::borrow::Cow::into_owned)
+    };
+    if let Some(saved) = t {
+        ctx.put(Kind::Task, &keys::task(&saved.cluster, id), &saved);
     }
-    let saved = p.tasks[id].clone();
-    ctx.put(Kind::Task, &keys::task(&saved.cluster, id), &saved);
     if let Some(i) = instance {
         container_instance::wake(p, ctx, &i);
     }
@@ -939,9 +961,13 @@ pub fn stop(
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "Task stopped by user".into());
     request_stop(p, ctx, &id, TaskStopCode::UserInitiated, &reason);
-    Ok(StopTaskResponse {
-        task: Some(p.tasks[&id].task.clone()),
-    })
+    let task = p
+        .tasks
+        .get(&id)
+        .map(|t| t.record().map(|r| r.task.clone()))
+        .transpose()
+        .map_err(unreadable)?;
+    Ok(StopTaskResponse { task })
 }
 
 /// DescribeTasks.
@@ -972,16 +998,20 @@ pub fn describe(
     for r in refs {
         match find_task_id(p, ctx, &cluster_name, &r) {
             Some(id) => {
-                let rec = &p.tasks[&id];
-                let mut t = rec.task.clone();
+                let Some(rec) = p.tasks.get(&id) else {
+                    continue;
+                };
+                let mut t = match rec.record().map_err(unreadable)? {
+                    std::borrow::Cow::Borrowed(r) => r.task.clone(),
+                    std::borrow::Cow::Owned(r) => r.task,
+                };
                 if !with_tags {
                     t.tags = None;
                 }
                 // ECS reports a task whose agent it cannot reach as DISCONNECTED.
                 let reachable = rec.is_stopped()
                     || rec
-                        .instance_id
-                        .as_ref()
+                        .instance_id()
                         .is_none_or(|i| container_instance::connected(p, i, ctx.now_ms));
                 if !reachable {
                     t.connectivity = Some(ecs::Connectivity::Disconnected);
@@ -1047,24 +1077,22 @@ pub fn list(
         .map(|s| format!("service:{}", arn::last_segment(s)));
     // The tasks desired RUNNING (the default filter) come from their index: a scan of every
     // task kept (STOPPED ones stay an hour) made each listing O(tasks ever run in the hour).
-    let source: Box<dyn Iterator<Item = (&String, &TaskRecord)>> = if desired == "RUNNING" {
+    let source: Box<dyn Iterator<Item = (&String, TaskRef<'_>)>> = if desired == "RUNNING" {
         Box::new(p.tasks.desired_running())
     } else {
         Box::new(p.tasks.iter())
     };
     let items: Vec<(String, String)> = source
-        .filter(|(_, t)| t.cluster == cluster_name)
-        .filter(|(_, t)| t.task.desired_status.as_deref() == Some(desired.as_str()))
+        .filter(|(_, t)| t.cluster() == cluster_name)
+        .filter(|(_, t)| t.desired_status() == Some(desired.as_str()))
         .filter(|(_, t)| {
             req.started_by
-                .as_ref()
-                .is_none_or(|s| t.task.started_by.as_ref() == Some(s))
+                .as_deref()
+                .is_none_or(|s| t.started_by() == Some(s))
         })
         .filter(|(_, t)| {
             req.family.as_ref().is_none_or(|f| {
-                t.task
-                    .task_definition_arn
-                    .as_deref()
+                t.task_definition_arn()
                     .and_then(|a| a.rsplit_once('/'))
                     .and_then(|(_, fr)| fr.rsplit_once(':'))
                     .is_some_and(|(fam, _)| fam == f)
@@ -1073,19 +1101,19 @@ pub fn list(
         .filter(|(_, t)| {
             service_group
                 .as_ref()
-                .is_none_or(|g| t.task.group.as_ref() == Some(g))
+                .is_none_or(|g| t.group() == Some(g.as_str()))
         })
         .filter(|(_, t)| {
             instance_id
                 .as_ref()
-                .is_none_or(|i| t.instance_id.as_ref() == Some(i))
+                .is_none_or(|i| t.instance_id() == Some(i.as_str()))
         })
         .filter(|(_, t)| {
             req.launch_type
                 .as_ref()
-                .is_none_or(|l| t.task.launch_type.as_ref() == Some(l))
+                .is_none_or(|l| t.launch_type() == Some(l))
         })
-        .map(|(id, t)| (id.clone(), t.task.task_arn.clone().unwrap_or_default()))
+        .map(|(id, t)| (id.clone(), t.task_arn().unwrap_or_default().to_string()))
         .collect();
     let (arns, next) = pagination::page(items, req.next_token.as_deref(), limit)?;
     Ok(ListTasksResponse {
@@ -1182,12 +1210,17 @@ fn registry_auth(
 /// Status never moves backwards; STOPPED is final.
 pub fn apply_report(p: &mut Partition, ctx: &mut Ctx<'_>, instance_id: &str, r: &TaskReport) {
     let id = arn::last_segment(&r.task_arn).to_string();
+    // Checked before `get_mut`, which would decode a compact (STOPPED) task.
+    if !p
+        .tasks
+        .get(&id)
+        .is_some_and(|t| t.instance_id() == Some(instance_id) && !t.is_stopped())
+    {
+        return;
+    }
     let Some(mut t) = p.tasks.get_mut(&id) else {
         return;
     };
-    if t.instance_id.as_deref() != Some(instance_id) || t.is_stopped() {
-        return;
-    }
     let before = t.clone();
     let current = t.task.last_status.clone().unwrap_or_default();
     if rank(&r.last_status) > rank(&current) {
@@ -1280,10 +1313,10 @@ pub fn sweep(p: &mut Partition, ctx: &mut Ctx<'_>, retention_ms: i64) -> usize {
         .iter()
         .filter(|(_, t)| {
             t.is_stopped()
-                && t.stopped_at_ms
+                && t.stopped_at_ms()
                     .is_some_and(|s| ctx.now_ms - s > retention_ms)
         })
-        .map(|(id, t)| (id.clone(), t.cluster.clone()))
+        .map(|(id, t)| (id.clone(), t.cluster().to_string()))
         .collect();
     for (id, cluster) in &old {
         p.tasks.remove(id);

@@ -709,27 +709,21 @@ impl Sim {
             let group = format!("service:{}", svc.name);
             let mut tasks = BTreeMap::new();
             for (id, t) in &p.tasks {
-                if t.task.group.as_deref() != Some(group.as_str()) {
+                if t.group() != Some(group.as_str()) {
                     continue;
                 }
                 let td_works = t
-                    .task
-                    .task_definition_arn
-                    .as_ref()
+                    .task_definition_arn()
                     .and_then(|a| self.revisions.get(a))
                     .copied()
                     .unwrap_or(Behaviour::Good);
-                let health = t
-                    .task
-                    .health_status
-                    .as_ref()
-                    .map_or("UNKNOWN", |h| h.as_str());
-                let running = t.task.last_status.as_deref() == Some("RUNNING");
+                let health = t.health_status().map_or("UNKNOWN", |h| h.as_str());
+                let running = t.last_status() == Some("RUNNING");
                 tasks.insert(
                     id.clone(),
                     TaskSeen {
-                        deployment: t.task.started_by.clone().unwrap_or_default(),
-                        desired_running: t.task.desired_status.as_deref() == Some("RUNNING"),
+                        deployment: t.started_by().unwrap_or_default().to_string(),
+                        desired_running: t.desired_status() == Some("RUNNING"),
                         stopped: t.is_stopped(),
                         healthy: running
                             && if td_works.health_checked() {
@@ -737,9 +731,10 @@ impl Sim {
                             } else {
                                 health != "UNHEALTHY"
                             },
-                        instance: t.instance_id.clone().unwrap_or_default(),
-                        stop_code: t.task.stop_code.as_ref().map(|c| c.as_str().to_string()),
-                        reason: t.task.stopped_reason.clone(),
+                        instance: t.instance_id().unwrap_or_default().to_string(),
+                        stop_code: t.stop_code().map(|c| c.as_str().to_string()),
+                        // Not among the fields a compact (STOPPED) task keeps at hand.
+                        reason: t.record().unwrap().task.stopped_reason.clone(),
                     },
                 );
             }
@@ -981,8 +976,8 @@ impl Sim {
             ensure!(false, "{e}");
         }
         for (id, t) in &p.tasks {
-            let desired = t.task.desired_status.clone().unwrap_or_default();
-            let last = t.task.last_status.clone().unwrap_or_default();
+            let desired = t.desired_status().unwrap_or_default().to_string();
+            let last = t.last_status().unwrap_or_default().to_string();
             if self.stop_requested.contains(id) {
                 ensure!(
                     desired == "STOPPED",
@@ -1007,13 +1002,13 @@ impl Sim {
         let p = &self.world.partitions[&pk()];
         let mut out = BTreeMap::new();
         for (id, t) in &p.tasks {
-            let d = t.task.desired_status.clone().unwrap_or_default();
+            let d = t.desired_status().unwrap_or_default().to_string();
             if d == "STOPPED" {
                 self.stop_requested.insert(id.clone());
             }
             out.insert(
                 id.clone(),
-                (d, t.task.last_status.clone().unwrap_or_default()),
+                (d, t.last_status().unwrap_or_default().to_string()),
             );
         }
         out
@@ -1051,11 +1046,13 @@ impl Sim {
                 serde_json::to_vec(r).unwrap(),
             );
         }
+        // A STOPPED task is kept compact: its decoded record must be the committed one.
         for (id, r) in &p.tasks {
+            let r = r.record().unwrap();
             put(
                 Kind::Task,
                 keys::task(&r.cluster, id),
-                serde_json::to_vec(r).unwrap(),
+                serde_json::to_vec(&*r).unwrap(),
             );
         }
         for (k, r) in &p.services {
@@ -1375,9 +1372,9 @@ impl Sim {
                 .clone();
             let group = format!("service:{}", svc.name);
             for (id, t) in &p.tasks {
-                if t.task.group.as_deref() == Some(group.as_str()) && !t.is_stopped() {
+                if t.group() == Some(group.as_str()) && !t.is_stopped() {
                     ensure!(
-                        t.task.started_by == dep,
+                        t.started_by() == dep.as_deref(),
                         "{}: task {id} of an old deployment still runs",
                         svc.name
                     );

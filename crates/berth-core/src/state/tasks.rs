@@ -8,20 +8,66 @@
 //! ListTasks (whose default filter is desiredStatus RUNNING) likewise reads the ids of the
 //! tasks desired RUNNING instead of scanning every task kept, and the service scheduler reads a
 //! service's tasks by group ([`Tasks::in_group`]) instead of scanning every task per service.
-//! Reads go through `Deref` to the map by id; every change goes through [`Tasks::insert`],
-//! [`Tasks::remove`] or [`Tasks::get_mut`], whose guard re-indexes the task when it is
-//! dropped, so the indexes cannot drift from the records whatever the caller changes.
+//!
+//! Live tasks are kept whole; STOPPED ones compact ([`Compact`]: the fields scans read and the
+//! record compressed), which is most of the memory saved on a busy cluster. Reads get a
+//! [`TaskRef`] to either form ([`Tasks::get`], [`Tasks::iter`], ...); the live tasks of an
+//! instance ([`Tasks::live_on`]) are whole records. Every change goes through
+//! [`Tasks::insert`], [`Tasks::remove`] or [`Tasks::get_mut`], whose guard re-indexes the task
+//! when it is dropped, so the indexes cannot drift from the records whatever the caller
+//! changes. A task that the guard left STOPPED is made compact by the next change (the guard
+//! holds a reference into the map, so it cannot replace its own entry).
 
+use super::compact::{Compact, TaskRef};
 use super::{Reservation, TaskRecord};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, btree_map};
 use std::ops::{Bound, Deref, DerefMut};
 
 /// Tasks by id, with the ids of the live (not STOPPED) tasks placed on each instance and
 /// what they hold there, and the ids of the tasks desired RUNNING.
 #[derive(Debug, Clone, Default)]
 pub struct Tasks {
-    by_id: BTreeMap<String, TaskRecord>,
+    by_id: BTreeMap<String, Slot>,
     index: Index,
+    /// Tasks a guard left STOPPED but still whole (made compact by the next change).
+    unsettled: Vec<String>,
+}
+
+/// One task as kept: whole (boxed, so that the map's nodes stay small) or compact.
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    Whole(Box<TaskRecord>),
+    Compact(Box<Compact>),
+}
+
+impl Slot {
+    /// `rec` kept compact if it is STOPPED (whole if it cannot be, which is not expected).
+    fn of(rec: TaskRecord) -> Slot {
+        if rec.is_stopped()
+            && let Ok(c) = Compact::of(&rec)
+        {
+            return Slot::Compact(Box::new(c));
+        }
+        Slot::Whole(Box::new(rec))
+    }
+
+    fn view(&self) -> TaskRef<'_> {
+        match self {
+            Slot::Whole(r) => TaskRef::Whole(r),
+            Slot::Compact(c) => TaskRef::Compact(c),
+        }
+    }
+
+    /// Where the task counts and what it holds there while it is live (a compact task is
+    /// STOPPED, so never).
+    fn held(&self) -> Option<(&str, &Reservation, Option<&str>)> {
+        match self {
+            Slot::Whole(r) => {
+                live_instance(r).map(|i| (i, &r.reservation, r.task.group.as_deref()))
+            }
+            Slot::Compact(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -100,8 +146,8 @@ impl Usage {
 }
 
 /// Whether the task is desired RUNNING (ListTasks' default filter).
-fn desired_running(t: &TaskRecord) -> bool {
-    t.task.desired_status.as_deref() == Some("RUNNING")
+fn desired_running(t: TaskRef<'_>) -> bool {
+    t.desired_status() == Some("RUNNING")
 }
 
 fn set_desired_running(set: &mut BTreeSet<String>, id: &str, yes: bool) {
@@ -202,74 +248,144 @@ fn unindex(
     }
 }
 
-impl Deref for Tasks {
-    type Target = BTreeMap<String, TaskRecord>;
-    fn deref(&self) -> &Self::Target {
-        &self.by_id
+fn view_entry<'a>((id, slot): (&'a String, &'a Slot)) -> (&'a String, TaskRef<'a>) {
+    (id, slot.view())
+}
+
+/// The tasks in id order (see [`Tasks::iter`]).
+#[derive(Debug, Clone)]
+pub struct Iter<'a>(btree_map::Iter<'a, String, Slot>);
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a String, TaskRef<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(view_entry)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 
 impl<'a> IntoIterator for &'a Tasks {
-    type Item = (&'a String, &'a TaskRecord);
-    type IntoIter = std::collections::btree_map::Iter<'a, String, TaskRecord>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.by_id.iter()
+    type Item = (&'a String, TaskRef<'a>);
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
     }
 }
 
 impl Tasks {
-    /// Insert (or replace) task `id`.
-    pub fn insert(&mut self, id: String, rec: TaskRecord) -> Option<TaskRecord> {
-        let old = self.by_id.insert(id.clone(), rec);
-        let idx = &mut self.index.live_by_instance;
-        if let Some(o) = &old
-            && let Some(i) = live_instance(o)
-        {
-            unindex(idx, i, &id, &o.reservation, o.task.group.as_deref());
+    /// Task `id`.
+    pub fn get(&self, id: &str) -> Option<TaskRef<'_>> {
+        self.by_id.get(id).map(Slot::view)
+    }
+
+    /// Whether task `id` is kept.
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// How many tasks are kept.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether no task is kept.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Every task, in id order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(self.by_id.iter())
+    }
+
+    /// Every task, in id order.
+    pub fn values(&self) -> impl Iterator<Item = TaskRef<'_>> {
+        self.by_id.values().map(Slot::view)
+    }
+
+    /// The ids, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.by_id.keys()
+    }
+
+    /// Make compact the tasks that guards left STOPPED (every change does this first).
+    pub fn settle(&mut self) {
+        for id in std::mem::take(&mut self.unsettled) {
+            if let Some(slot) = self.by_id.get_mut(&id)
+                && let Slot::Whole(rec) = slot
+                && rec.is_stopped()
+                && let Ok(c) = Compact::of(rec)
+            {
+                *slot = Slot::Compact(Box::new(c));
+            }
         }
+    }
+
+    /// Insert (or replace) task `id` (compact if it is STOPPED).
+    pub fn insert(&mut self, id: String, rec: TaskRecord) {
+        self.settle();
+        let old = self.by_id.insert(id.clone(), Slot::of(rec));
+        let idx = &mut self.index.live_by_instance;
         if let Some(o) = &old {
-            remove_from_group(&mut self.index.by_group, o.task.group.as_deref(), &id);
+            if let Some((i, r, g)) = o.held() {
+                unindex(idx, i, &id, r, g);
+            }
+            remove_from_group(&mut self.index.by_group, o.view().group(), &id);
         }
         if let Some(new) = self.by_id.get(&id) {
-            add_to_group(&mut self.index.by_group, new.task.group.as_deref(), &id);
-            if let Some(i) = live_instance(new) {
-                index(idx, i, &id, &new.reservation, new.task.group.as_deref());
+            add_to_group(&mut self.index.by_group, new.view().group(), &id);
+            if let Some((i, r, g)) = new.held() {
+                index(idx, i, &id, r, g);
             }
-            set_desired_running(&mut self.index.desired_running, &id, desired_running(new));
-        }
-        old
-    }
-
-    /// Remove task `id`.
-    pub fn remove(&mut self, id: &str) -> Option<TaskRecord> {
-        let old = self.by_id.remove(id)?;
-        if let Some(i) = live_instance(&old) {
-            unindex(
-                &mut self.index.live_by_instance,
-                i,
-                id,
-                &old.reservation,
-                old.task.group.as_deref(),
+            set_desired_running(
+                &mut self.index.desired_running,
+                &id,
+                desired_running(new.view()),
             );
         }
-        self.index.desired_running.remove(id);
-        remove_from_group(&mut self.index.by_group, old.task.group.as_deref(), id);
-        Some(old)
     }
 
-    /// Task `id` for changing; the index follows the change when the guard is dropped.
+    /// Remove task `id`; whether it was kept.
+    pub fn remove(&mut self, id: &str) -> bool {
+        self.settle();
+        let Some(old) = self.by_id.remove(id) else {
+            return false;
+        };
+        if let Some((i, r, g)) = old.held() {
+            unindex(&mut self.index.live_by_instance, i, id, r, g);
+        }
+        self.index.desired_running.remove(id);
+        remove_from_group(&mut self.index.by_group, old.view().group(), id);
+        true
+    }
+
+    /// Task `id` for changing (decoded if it was compact); the index follows the change when
+    /// the guard is dropped. `None` if there is no such task (or, not expected, a compact one
+    /// cannot be decoded).
     pub fn get_mut(&mut self, id: &str) -> Option<TaskMut<'_>> {
-        let (key, rec) = self
+        self.settle();
+        let (key, slot) = self
             .by_id
             .range_mut::<str, _>((Bound::Included(id), Bound::Included(id)))
             .next()?;
+        if let Slot::Compact(c) = slot {
+            let rec = c.record().ok()?;
+            *slot = Slot::Whole(Box::new(rec));
+        }
+        let Slot::Whole(rec) = slot else {
+            return None;
+        };
+        let rec: &mut TaskRecord = rec;
         let before = Held::of(rec);
-        let was_desired_running = desired_running(rec);
+        let was_desired_running = rec.task.desired_status.as_deref() == Some("RUNNING");
         let group_before = rec.task.group.clone();
         Some(TaskMut {
             key,
             rec,
             index: &mut self.index,
+            unsettled: &mut self.unsettled,
             before,
             was_desired_running,
             group_before,
@@ -286,7 +402,10 @@ impl Tasks {
             .get(instance)
             .into_iter()
             .flat_map(|l| &l.ids)
-            .filter_map(|id| self.by_id.get_key_value(id))
+            .filter_map(|id| match self.by_id.get_key_value(id)? {
+                (id, Slot::Whole(r)) => Some((id, &**r)),
+                (_, Slot::Compact(_)) => None,
+            })
     }
 
     /// What the live tasks placed on `instance` hold (`None`: no live task).
@@ -303,39 +422,64 @@ impl Tasks {
     pub fn in_group<'a>(
         &'a self,
         group: &str,
-    ) -> impl Iterator<Item = (&'a String, &'a TaskRecord)> + use<'a> {
+    ) -> impl Iterator<Item = (&'a String, TaskRef<'a>)> + use<'a> {
         self.index
             .by_group
             .get(group)
             .into_iter()
             .flatten()
             .filter_map(|id| self.by_id.get_key_value(id))
+            .map(view_entry)
     }
 
     /// The tasks desired RUNNING, in id order.
-    pub fn desired_running(&self) -> impl Iterator<Item = (&String, &TaskRecord)> {
+    pub fn desired_running(&self) -> impl Iterator<Item = (&String, TaskRef<'_>)> {
         self.index
             .desired_running
             .iter()
             .filter_map(|id| self.by_id.get_key_value(id))
+            .map(view_entry)
+    }
+
+    /// How many tasks are kept compact (for tests and estimates).
+    pub fn compact_count(&self) -> usize {
+        self.by_id
+            .values()
+            .filter(|s| matches!(s, Slot::Compact(_)))
+            .count()
+    }
+
+    /// Check that every compact task is STOPPED and decodes to a record whose compact form
+    /// it is (for tests; it decodes every STOPPED task).
+    pub fn verify_compact(&self) -> Result<(), String> {
+        for (id, slot) in &self.by_id {
+            if let Slot::Compact(c) = slot {
+                let rec = c.record().map_err(|e| format!("task {id}: {e}"))?;
+                if !rec.is_stopped() || Compact::of(&rec).as_ref() != Ok(&**c) {
+                    return Err(format!("compact task {id} differs from its record {rec:?}"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Check the index against a full scan of the records (for tests and simulations).
     pub fn verify_index(&self) -> Result<(), String> {
         let mut scanned = Index::default();
-        for (id, t) in &self.by_id {
-            if let Some(i) = live_instance(t) {
+        for (id, slot) in &self.by_id {
+            if let Some((i, r, g)) = slot.held() {
                 let live = scanned.live_by_instance.entry(i.to_string()).or_default();
                 live.ids.insert(id.clone());
-                live.usage.add(&t.reservation, t.task.group.as_deref());
+                live.usage.add(r, g);
             }
+            let t = slot.view();
             if desired_running(t) {
                 scanned.desired_running.insert(id.clone());
             }
-            if let Some(g) = &t.task.group {
+            if let Some(g) = t.group() {
                 scanned
                     .by_group
-                    .entry(g.clone())
+                    .entry(g.to_string())
                     .or_default()
                     .insert(id.clone());
             }
@@ -356,6 +500,7 @@ pub struct TaskMut<'a> {
     key: &'a String,
     rec: &'a mut TaskRecord,
     index: &'a mut Index,
+    unsettled: &'a mut Vec<String>,
     before: Option<Held>,
     was_desired_running: bool,
     group_before: Option<String>,
@@ -376,7 +521,10 @@ impl DerefMut for TaskMut<'_> {
 
 impl Drop for TaskMut<'_> {
     fn drop(&mut self) {
-        let desired = desired_running(self.rec);
+        if self.rec.is_stopped() {
+            self.unsettled.push(self.key.clone());
+        }
+        let desired = self.rec.task.desired_status.as_deref() == Some("RUNNING");
         if desired != self.was_desired_running {
             set_desired_running(&mut self.index.desired_running, self.key, desired);
         }
@@ -472,8 +620,8 @@ mod tests {
         t.insert("b".into(), task("b", Some("i3"), "RUNNING"));
         assert!(!t.any_live_on("i2"));
         assert_eq!(live_ids(&t, "i3"), ["b"]);
-        assert!(t.remove("b").is_some());
-        assert!(t.remove("b").is_none());
+        assert!(t.remove("b"));
+        assert!(!t.remove("b"));
         assert!(!t.any_live_on("i3"));
         assert!(t.get_mut("nope").is_none());
         t.verify_index().unwrap();
@@ -506,14 +654,34 @@ mod tests {
     }
 
     /// What the live tasks on `instance` hold, recomputed from every record.
-    fn usage_by_scan(t: &Tasks, instance: &str) -> Usage {
+    fn usage_by_scan(model: &BTreeMap<String, TaskRecord>, instance: &str) -> Usage {
         let mut u = Usage::default();
-        for r in t.values() {
+        for r in model.values() {
             if r.instance_id.as_deref() == Some(instance) && !r.is_stopped() {
                 u.add(&r.reservation, r.task.group.as_deref());
             }
         }
         u
+    }
+
+    /// Whether every accessor of `t`, and its decoded record, read what `r` holds.
+    fn same_view(t: TaskRef<'_>, r: &TaskRecord) -> bool {
+        t.cluster() == r.cluster
+            && t.task_arn() == r.task.task_arn.as_deref()
+            && t.last_status() == r.task.last_status.as_deref()
+            && t.is_stopped() == r.is_stopped()
+            && t.desired_status() == r.task.desired_status.as_deref()
+            && t.instance_id() == r.instance_id.as_deref()
+            && t.group() == r.task.group.as_deref()
+            && t.started_by() == r.task.started_by.as_deref()
+            && t.client_token() == r.client_token.as_deref()
+            && t.task_definition_arn() == r.task.task_definition_arn.as_deref()
+            && t.launch_type() == r.task.launch_type.as_ref()
+            && t.stop_code() == r.task.stop_code.as_ref()
+            && t.health_status() == r.task.health_status.as_ref()
+            && t.started_at() == r.task.started_at
+            && t.stopped_at_ms() == r.stopped_at_ms
+            && t.record().is_ok_and(|d| *d == *r)
     }
 
     const STATUSES: [&str; 5] = [
@@ -537,72 +705,187 @@ mod tests {
         ]
     }
 
+    /// A task as Berth fills it in, with the members a STOPPED one has.
+    fn full_task(id: &str, instance: Option<&str>, status: &str, ms: i64) -> TaskRecord {
+        let mut rec = task(id, instance, status);
+        #[allow(clippy::cast_precision_loss)]
+        let secs = |ms: i64| ms as f64 / 1000.0;
+        let arn = rec.task.task_arn.clone();
+        rec.task.cluster_arn = Some("arn:aws:ecs:us-east-1:123456789012:cluster/default".into());
+        rec.task.task_definition_arn =
+            Some("arn:aws:ecs:us-east-1:123456789012:task-definition/web:3".into());
+        rec.task.launch_type = Some(ecs::LaunchType::Ec2);
+        rec.task.started_by = (ms % 3 == 0).then(|| "ecs-svc/1234567890".to_string());
+        rec.task.created_at = Some(secs(ms - 2_001));
+        rec.task.started_at = Some(secs(ms - 1_000));
+        rec.task.health_status = Some(ecs::HealthStatus::parse("UNKNOWN"));
+        rec.task.containers = Some(vec![ecs::Container {
+            name: Some("main".into()),
+            image: Some("busybox".into()),
+            task_arn: arn,
+            last_status: Some(status.into()),
+            exit_code: (status == "STOPPED").then_some(0),
+            ..Default::default()
+        }]);
+        rec.client_token = (ms % 2 == 0).then(|| format!("token-{ms}"));
+        if status == "STOPPED" {
+            rec.task.stop_code = Some(ecs::TaskStopCode::EssentialContainerExited);
+            rec.task.stopped_reason = Some("Essential container in task exited".into());
+            rec.task.stopped_at = Some(secs(ms));
+            rec.stopped_at_ms = Some(ms);
+        }
+        rec
+    }
+
+    #[test]
+    fn stopped_tasks_are_compact_and_read_back_whole() {
+        let mut t = Tasks::default();
+        let stopped = full_task("s", Some("i1"), "STOPPED", 1_796_026_012_123);
+        let running = full_task("r", Some("i1"), "RUNNING", 1_796_026_012_124);
+        t.insert("s".into(), stopped.clone());
+        t.insert("r".into(), running.clone());
+        assert_eq!(t.compact_count(), 1);
+        assert!(matches!(t.get("s"), Some(TaskRef::Compact(_))));
+        assert!(same_view(t.get("s").unwrap(), &stopped));
+        assert!(same_view(t.get("r").unwrap(), &running));
+        assert_eq!(live_ids(&t, "i1"), ["r"]);
+        // A guard that stops a task leaves it whole; the next change makes it compact.
+        let mut after = running.clone();
+        {
+            let mut g = t.get_mut("r").unwrap();
+            g.task.last_status = Some("STOPPED".into());
+            g.stopped_at_ms = Some(7);
+            after.task.last_status = Some("STOPPED".into());
+            after.stopped_at_ms = Some(7);
+        }
+        assert!(matches!(t.get("r"), Some(TaskRef::Whole(_))));
+        assert!(same_view(t.get("r").unwrap(), &after));
+        t.settle();
+        assert_eq!(t.compact_count(), 2);
+        assert!(same_view(t.get("r").unwrap(), &after));
+        assert!(!t.any_live_on("i1"));
+        // Changing a compact task decodes it; it is compact again after the change.
+        t.get_mut("s").unwrap().task.stopped_reason = Some("changed".into());
+        let mut changed = stopped.clone();
+        changed.task.stopped_reason = Some("changed".into());
+        assert!(same_view(t.get("s").unwrap(), &changed));
+        assert!(t.remove("r"));
+        assert_eq!(t.compact_count(), 1);
+        assert!(same_view(t.get("s").unwrap(), &changed));
+        t.verify_index().unwrap();
+        t.verify_compact().unwrap();
+    }
+
+    #[test]
+    fn a_stopped_task_takes_a_fraction_of_its_whole_size() {
+        let rec = full_task(
+            "0123456789abcdef0123456789abcdef",
+            Some("fedcba9876543210fedcba9876543210"),
+            "STOPPED",
+            1_796_026_012_123,
+        );
+        let c = Compact::of(&rec).unwrap();
+        let json = serde_json::to_vec(&rec).unwrap().len();
+        // The whole record is ~1.3 KiB inline before any of its strings.
+        assert!(std::mem::size_of::<TaskRecord>() > 1000);
+        assert!(std::mem::size_of::<Compact>() < 300);
+        assert!(
+            c.heap_bytes() * 2 < json,
+            "{} heap bytes for {json} bytes of JSON",
+            c.heap_bytes()
+        );
+        // Only STOPPED tasks are made compact (the live index needs their reservation).
+        assert!(Compact::of(&full_task("a", None, "RUNNING", 5)).is_err());
+    }
+
+    /// Apply `f` to task `id` both kept and in the model.
+    fn change(
+        t: &mut Tasks,
+        model: &mut BTreeMap<String, TaskRecord>,
+        id: u8,
+        f: &dyn Fn(&mut TaskRecord),
+    ) {
+        let id = format!("t{id}");
+        if let Some(mut r) = t.get_mut(&id) {
+            f(&mut r);
+        }
+        if let Some(r) = model.get_mut(&id) {
+            f(r);
+        }
+    }
+
     proptest! {
         #[test]
-        fn index_equals_a_full_scan(ops in proptest::collection::vec(op(), 0..200)) {
+        fn index_and_reads_equal_a_model(ops in proptest::collection::vec(op(), 0..200)) {
             let mut t = Tasks::default();
+            // The same changes on plain records: what every read must show.
+            let mut model: BTreeMap<String, TaskRecord> = BTreeMap::new();
             for o in ops {
                 match o {
                     Op::Insert(id, i, s) => {
                         let id = format!("t{id}");
                         let inst = i.map(|i| format!("i{i}"));
-                        let mut rec = task(&id, inst.as_deref(), STATUSES[usize::from(s)]);
+                        let ms = 1_796_026_000_000 + i64::from(s) * 7_919 + i64::from(i.unwrap_or(9));
+                        let mut rec = full_task(&id, inst.as_deref(), STATUSES[usize::from(s)], ms);
                         rec.reservation.cpu = i32::from(s) * 100;
                         rec.reservation.memory = 128;
                         rec.reservation.counted = s % 2 == 0;
                         rec.task.group = Some(format!("family:f{}", s % 2));
-                        t.insert(id.clone(), rec);
+                        t.insert(id.clone(), rec.clone());
+                        model.insert(id, rec);
                     }
                     Op::Remove(id) => {
-                        t.remove(&format!("t{id}"));
+                        let id = format!("t{id}");
+                        prop_assert_eq!(t.remove(&id), model.remove(&id).is_some());
                     }
-                    Op::SetStatus(id, s) => {
-                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
-                            r.task.last_status = Some(STATUSES[usize::from(s)].into());
-                        }
-                    }
-                    Op::SetDesired(id, s) => {
-                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
-                            r.task.desired_status = Some(STATUSES[usize::from(s)].into());
-                        }
-                    }
-                    Op::Move(id, i) => {
-                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
-                            r.instance_id = i.map(|i| format!("i{i}"));
-                        }
-                    }
-                    Op::Reserve(id, res) => {
-                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
-                            r.reservation = res;
-                        }
-                    }
-                    Op::Group(id, g) => {
-                        if let Some(mut r) = t.get_mut(&format!("t{id}")) {
-                            r.task.group = g.map(|g| format!("service:s{g}"));
-                        }
-                    }
+                    Op::SetStatus(id, s) => change(&mut t, &mut model, id, &|r| {
+                        r.task.last_status = Some(STATUSES[usize::from(s)].into());
+                    }),
+                    Op::SetDesired(id, s) => change(&mut t, &mut model, id, &|r| {
+                        r.task.desired_status = Some(STATUSES[usize::from(s)].into());
+                    }),
+                    Op::Move(id, i) => change(&mut t, &mut model, id, &|r| {
+                        r.instance_id = i.map(|i| format!("i{i}"));
+                    }),
+                    Op::Reserve(id, res) => change(&mut t, &mut model, id, &|r| {
+                        r.reservation = res.clone();
+                    }),
+                    Op::Group(id, g) => change(&mut t, &mut model, id, &|r| {
+                        r.task.group = g.map(|g| format!("service:s{g}"));
+                    }),
                 }
                 prop_assert_eq!(t.verify_index(), Ok(()));
+                prop_assert_eq!(t.verify_compact(), Ok(()));
+                // Every read shows the model, whichever form the task is kept in.
+                prop_assert_eq!(t.len(), model.len());
+                prop_assert!(t.keys().eq(model.keys()));
+                for (id, r) in &model {
+                    prop_assert!(same_view(t.get(id).unwrap(), r), "task {}", id);
+                }
+                // Only STOPPED tasks are compact, and all of them but the one a guard just
+                // stopped.
+                let stopped = model.values().filter(|r| r.is_stopped()).count();
+                prop_assert!(t.compact_count() <= stopped && t.compact_count() + 1 >= stopped);
                 for i in 0..4 {
                     let inst = format!("i{i}");
-                    let scan: Vec<String> = t
-                        .values()
-                        .filter(|r| r.instance_id.as_deref() == Some(inst.as_str()) && !r.is_stopped())
-                        .map(|r| r.id().to_string())
+                    let scan: Vec<String> = model
+                        .iter()
+                        .filter(|(_, r)| r.instance_id.as_deref() == Some(inst.as_str()) && !r.is_stopped())
+                        .map(|(id, _)| id.clone())
                         .collect();
                     prop_assert_eq!(live_ids(&t, &inst), scan);
                     // The usage kept as tasks change is the usage recomputed from scratch.
                     let kept = t.usage_on(&inst).cloned().unwrap_or_default();
-                    prop_assert_eq!(kept, usage_by_scan(&t, &inst));
+                    prop_assert_eq!(kept, usage_by_scan(&model, &inst));
                 }
-                let scan: Vec<&String> = t
+                let scan: Vec<&String> = model
                     .iter()
                     .filter(|(_, r)| r.task.desired_status.as_deref() == Some("RUNNING"))
                     .map(|(id, _)| id)
                     .collect();
                 prop_assert_eq!(t.desired_running().map(|(id, _)| id).collect::<Vec<_>>(), scan);
                 for g in ["family:f0", "family:f1", "service:s0", "service:s1", "service:s2"] {
-                    let scan: Vec<&String> = t
+                    let scan: Vec<&String> = model
                         .iter()
                         .filter(|(_, r)| r.task.group.as_deref() == Some(g))
                         .map(|(id, _)| id)
