@@ -92,6 +92,17 @@ fn reject_reason(c: &Candidate<'_>, need: &Need) -> Option<&'static str> {
     None
 }
 
+/// The attribute name of a strategy `field` `attribute:<name>`: the prefix is matched
+/// case-insensitively (as ECS's field names are), the name is kept as given (attribute names
+/// are case-sensitive).
+fn attribute_field(field: &str) -> Option<&str> {
+    let prefix = "attribute:";
+    match field.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => Some(&field[prefix.len()..]),
+        _ => None,
+    }
+}
+
 /// One strategy as a score to minimise.
 enum Scorer {
     /// `binpack`: least remaining memory (`field` memory) or CPU (any other field).
@@ -109,13 +120,13 @@ impl Scorer {
     /// The scorer of `s`; `None` for `random` (and an absent type), which only leaves the
     /// tie to the final random pick.
     fn of(s: &PlacementStrategy, candidates: &[Candidate<'_>]) -> Option<Scorer> {
-        // ECS's field names are matched case-insensitively (the attribute name too).
-        let field = s.field.as_deref().unwrap_or_default().to_ascii_lowercase();
+        // ECS's field names are matched case-insensitively, but not the attribute name.
+        let field = s.field.as_deref().unwrap_or_default();
         match s.r#type {
             Some(PlacementStrategyType::Binpack) => Some(Scorer::Binpack {
-                memory: field == "memory",
+                memory: field.eq_ignore_ascii_case("memory"),
             }),
-            Some(PlacementStrategyType::Spread) => match field.strip_prefix("attribute:") {
+            Some(PlacementStrategyType::Spread) => match attribute_field(field) {
                 Some(name) => {
                     let mut slots: BTreeMap<Option<&str>, usize> = BTreeMap::new();
                     let mut slot = Vec::with_capacity(candidates.len());
@@ -397,6 +408,46 @@ mod tests {
     }
 
     #[test]
+    fn spread_attribute_name_keeps_its_case() {
+        assert_eq!(attribute_field("attribute:MyAttr"), Some("MyAttr"));
+        assert_eq!(attribute_field("ATTRIBUTE:MyAttr"), Some("MyAttr"));
+        assert_eq!(attribute_field("Attribute:rack"), Some("rack"));
+        assert_eq!(attribute_field("instanceId"), None);
+        assert_eq!(attribute_field("attr"), None);
+        assert_eq!(attribute_field("attributé:x"), None);
+        // Spread on `Attribute:MyZone`: the capitalised attribute decides, a same-named
+        // lowercase one does not.
+        let attr = |name: &str, v: &str| Attribute {
+            name: Some(name.into()),
+            value: Some(v.into()),
+            ..Default::default()
+        };
+        let a = [attr("MyZone", "a"), attr("myzone", "x")];
+        let b = [attr("MyZone", "b"), attr("myzone", "x")];
+        let mut c = vec![
+            Candidate {
+                attributes: &a,
+                ..cand("a1", 4096, 4096)
+            },
+            Candidate {
+                attributes: &a,
+                ..cand("a2", 4096, 4096)
+            },
+            Candidate {
+                attributes: &b,
+                ..cand("b1", 4096, 4096)
+            },
+        ];
+        let spread = PlacementStrategy {
+            r#type: Some(PlacementStrategyType::Spread),
+            field: Some("Attribute:MyZone".into()),
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let p = place(&mut c, &need(1, 1), 6, &[spread], &mut rng);
+        assert_eq!(p.placed.iter().filter(|x| *x == "b1").count(), 3);
+    }
+
+    #[test]
     fn fargate_is_not_capped_by_registered_resources() {
         let mut c = vec![cand("a", 2048, 1024)];
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -417,16 +468,16 @@ mod tests {
         rng: &mut dyn rand::RngCore,
     ) -> Placement {
         fn score(c: &Candidate<'_>, s: &PlacementStrategy, all: &[Candidate<'_>]) -> i64 {
-            let field = s.field.as_deref().unwrap_or_default().to_ascii_lowercase();
+            let field = s.field.as_deref().unwrap_or_default();
             match s.r#type {
                 Some(PlacementStrategyType::Binpack) => {
-                    if field == "memory" {
+                    if field.eq_ignore_ascii_case("memory") {
                         i64::from(c.memory_free)
                     } else {
                         i64::from(c.cpu_free)
                     }
                 }
-                Some(PlacementStrategyType::Spread) => match field.strip_prefix("attribute:") {
+                Some(PlacementStrategyType::Spread) => match attribute_field(field) {
                     Some(name) => {
                         let mine = c.attribute(name);
                         all.iter()
@@ -487,6 +538,8 @@ mod tests {
             (Some(PlacementStrategyType::Spread), "instanceId"),
             (Some(PlacementStrategyType::Spread), "attribute:zone"),
             (Some(PlacementStrategyType::Spread), "attribute:rack"),
+            (Some(PlacementStrategyType::Spread), "ATTRIBUTE:Zone"),
+            (Some(PlacementStrategyType::Spread), "Attribute:zone"),
             (Some(PlacementStrategyType::Random), ""),
             (None, ""),
         ];
@@ -527,11 +580,19 @@ mod tests {
             let attrs: Vec<Vec<Attribute>> = instances
                 .iter()
                 .map(|&(_, _, _, zone, has_rack, _)| {
-                    let mut a = vec![Attribute {
-                        name: Some("zone".into()),
-                        value: Some(format!("z{zone}")),
-                        ..Default::default()
-                    }];
+                    let mut a = vec![
+                        Attribute {
+                            name: Some("zone".into()),
+                            value: Some(format!("z{zone}")),
+                            ..Default::default()
+                        },
+                        // Same name, other case: a distinct attribute.
+                        Attribute {
+                            name: Some("Zone".into()),
+                            value: Some(format!("Z{}", zone % 2)),
+                            ..Default::default()
+                        },
+                    ];
                     if has_rack {
                         a.push(Attribute { name: Some("rack".into()), value: None, ..Default::default() });
                     }
