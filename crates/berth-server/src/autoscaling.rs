@@ -85,7 +85,7 @@ pub(crate) async fn pass(shared: &Shared) {
             .map(|(k, _)| k.clone())
             .collect();
         let mut all = Vec::new();
-        let mut woke = false;
+        let mut woken = Vec::new();
         for key in keys {
             let now = now_ms();
             let p = world.partition(&key);
@@ -93,11 +93,9 @@ pub(crate) async fn pass(shared: &Shared) {
             let mut ctx = Ctx::new(now, key.clone(), "application-autoscaling", rng);
             autoscaling::reconcile(p, &mut ctx, &metrics, &eval);
             all.append(&mut ctx.mutations);
-            woke |= !ctx.woken.is_empty();
+            woken.append(&mut ctx.woken);
         }
-        if woke {
-            shared.wakeups.send_modify(|v| *v = v.wrapping_add(1));
-        }
+        shared.wake(&woken);
         (!all.is_empty()).then(|| shared.commits.submit(all))
     };
     if let Some(w) = wait {

@@ -56,7 +56,7 @@ pub(crate) fn finish_ctx(
     ctx: &mut Ctx<'_>,
 ) -> Option<tokio::sync::oneshot::Receiver<()>> {
     if !ctx.woken.is_empty() {
-        shared.wakeups.send_modify(|v| *v = v.wrapping_add(1));
+        shared.wake(&ctx.woken);
         ctx.woken.clear();
     }
     if ctx.mutations.is_empty() {
@@ -132,12 +132,16 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
     // request, which must come well within AGENT_TIMEOUT_MS.
     let wait_ms = req.wait_ms.min(SYNC_INTERVAL_MS);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-    let mut wakeups = shared.wakeups.subscribe();
+    // Only this instance's desired-state changes wake the poll; subscribed once the instance
+    // is authenticated, under the world lock, before its version is first read.
+    let mut wakeups: Option<crate::AgentWaiter<'_>> = None;
     let mut first = true;
     let mut expired = wait_ms == 0;
     let usage_interval_ms = Some(shared.usage_interval_ms());
     loop {
-        wakeups.borrow_and_update();
+        if let Some(w) = &mut wakeups {
+            w.mark_seen();
+        }
         let mut samples = Vec::new();
         let (desired, wait) = {
             let mut guard = shared
@@ -153,6 +157,9 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
                 &req.container_instance_arn,
                 &req.instance_token,
             )?;
+            if wakeups.is_none() {
+                wakeups = Some(shared.agent_wakers.subscribe(&id));
+            }
             container_instance::heartbeat(p, &id, arrived_ms);
             if first {
                 for r in &req.reports {
@@ -177,11 +184,16 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
             });
         }
         first = false;
-        // Long poll: wait for any desired-state change, or the deadline (or shutdown); the
-        // next pass answers if this instance's version moved or the wait is over. `wakeups` was
-        // marked seen before the version above was read, so a change made since is not missed.
-        let changed = tokio::time::timeout_at(deadline, wakeups.changed()).await;
-        if !matches!(changed, Ok(Ok(()))) || tokio::time::Instant::now() >= deadline {
+        // Long poll: wait for this instance's desired state to change, or the deadline; the
+        // next pass answers if its version moved or the wait is over. `wakeups` was marked
+        // seen before the version above was read, and wakes are sent under the same lock
+        // right after a version moves, so a change made since is not missed.
+        let Some(w) = &mut wakeups else {
+            expired = true;
+            continue;
+        };
+        let changed = tokio::time::timeout_at(deadline, w.changed()).await;
+        if changed.is_err() || tokio::time::Instant::now() >= deadline {
             expired = true;
         }
     }
@@ -261,6 +273,49 @@ mod tests {
         let id = arn::last_segment(&r.container_instance_arn);
         container_instance::wake(world.partition(&key), &mut ctx, id);
         let _ = finish_ctx(&gw.shared, &mut ctx);
+    }
+
+    #[tokio::test]
+    async fn a_poll_is_woken_by_its_instance_only_and_forgotten_when_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = server(dir.path()).await;
+        let gw = running.gateway();
+        let a = join(&gw, "a").await;
+        let b = join(&gw, "b").await;
+        let polls: Vec<_> = [(&a, 2_000), (&a, 2_000), (&b, 2_000)]
+            .into_iter()
+            .map(|(r, wait)| {
+                let gw = gw.clone();
+                let req = poll(r, r.desired.version, wait);
+                tokio::spawn(async move { gw.sync(req).await.unwrap() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            gw.shared.agent_wakers.len(),
+            2,
+            "one entry per instance polled"
+        );
+        wake(&gw, &a);
+        let [pa1, pa2, pb]: [_; 3] = polls.try_into().unwrap();
+        let (ra1, ra2) = (pa1.await.unwrap(), pa2.await.unwrap());
+        assert_eq!(ra1.desired.version, a.desired.version + 1);
+        assert_eq!(ra2.desired.version, a.desired.version + 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!pb.is_finished(), "b was woken by a's change");
+        assert_eq!(
+            gw.shared.agent_wakers.len(),
+            1,
+            "a's entry outlived its polls"
+        );
+        let rb = pb.await.unwrap();
+        assert_eq!(rb.desired.version, b.desired.version);
+        assert_eq!(gw.shared.agent_wakers.len(), 0);
+        // A refused poll leaves nothing behind.
+        let mut bad = poll(&a, 0, 500);
+        bad.instance_token = "wrong".into();
+        assert!(gw.sync(bad).await.is_err());
+        assert_eq!(gw.shared.agent_wakers.len(), 0);
     }
 
     #[tokio::test]

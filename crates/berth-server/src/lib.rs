@@ -32,6 +32,7 @@ use berth_core::{PartitionKey, cluster};
 use berth_store::{SqliteStore, Store};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -112,10 +113,121 @@ pub(crate) struct Shared {
     /// Seals the pagination tokens of ECS listings (the Logs store has its own copy).
     pub(crate) token_key: TokenKey,
     pub(crate) commits: commit::CommitQueue,
-    /// Bumped whenever some instance's desired state changes; long-polling agents wait on it.
+    /// Bumped whenever some instance's desired state or some service changes; the service
+    /// scheduler waits on it.
     pub(crate) wakeups: tokio::sync::watch::Sender<u64>,
+    /// The long polls of agents, by instance id: each is woken only when its own instance's
+    /// desired state changes (see [`Shared::wake`]).
+    pub(crate) agent_wakers: AgentWakers,
     /// ECS's CloudWatch metrics (in memory, see `metrics.rs`); never locked before `inner`.
     pub(crate) metrics: Mutex<berth_core::metrics::MetricsBook>,
+}
+
+impl Shared {
+    /// Wake the service scheduler and the long polls of the instances in `woken` (an empty
+    /// id, as services note, wakes only the scheduler). Called with `inner` held, right after
+    /// the versions moved, so that a poll subscribed before it read its version is woken.
+    pub(crate) fn wake(&self, woken: &[String]) {
+        if woken.is_empty() {
+            return;
+        }
+        self.wakeups.send_modify(|v| *v = v.wrapping_add(1));
+        self.agent_wakers.wake(woken);
+    }
+}
+
+/// One watch per instance with a long poll waiting (instance ids are random, so one that
+/// happens to repeat in another partition costs a spurious wake-up, which the poll survives:
+/// it compares its version and waits on). Entries go when their last poll ends.
+#[derive(Default)]
+pub(crate) struct AgentWakers {
+    polls: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
+}
+
+impl AgentWakers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::sync::watch::Sender<u64>>> {
+        self.polls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A receiver that changes whenever instance `id` is woken, until dropped.
+    pub(crate) fn subscribe(&self, id: &str) -> AgentWaiter<'_> {
+        let mut polls = self.lock();
+        let rx = match polls.get(id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(0);
+                polls.insert(id.to_string(), tx);
+                rx
+            }
+        };
+        AgentWaiter {
+            wakers: self,
+            id: id.to_string(),
+            rx: Some(rx),
+        }
+    }
+
+    fn wake(&self, woken: &[String]) {
+        let polls = self.lock();
+        if polls.is_empty() {
+            return;
+        }
+        for id in woken {
+            if let Some(tx) = polls.get(id) {
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// One long poll's subscription to its instance's wake-ups; dropping it removes the
+/// instance's entry once no other poll of it waits.
+pub(crate) struct AgentWaiter<'a> {
+    wakers: &'a AgentWakers,
+    id: String,
+    rx: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl AgentWaiter<'_> {
+    /// Mark the wake-ups so far as seen.
+    pub(crate) fn mark_seen(&mut self) {
+        if let Some(rx) = &mut self.rx {
+            rx.borrow_and_update();
+        }
+    }
+
+    /// Wait for the next wake-up (never ends if the sender is gone, which it is not while
+    /// this waiter holds its entry).
+    pub(crate) async fn changed(&mut self) {
+        match &mut self.rx {
+            Some(rx) => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+impl Drop for AgentWaiter<'_> {
+    fn drop(&mut self) {
+        let mut polls = self.wakers.lock();
+        drop(self.rx.take());
+        if polls
+            .get(&self.id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            polls.remove(&self.id);
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -187,6 +299,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         token_key,
         commits,
         wakeups: tokio::sync::watch::channel(0).0,
+        agent_wakers: AgentWakers::default(),
         metrics: Mutex::new(berth_core::metrics::MetricsBook::new(
             config.metrics_period_ms,
         )),
@@ -253,13 +366,23 @@ impl Running {
 /// How often the service scheduler runs without being woken (it also runs on every change).
 const SCHEDULER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// After a pass, a change waits this many times the pass's duration (at most
+/// [`SCHEDULER_INTERVAL`]) before it runs the next one.
+const SCHEDULER_REST: u32 = 3;
+
 /// The service scheduler: reconcile every service whenever something changes, and at least
 /// every [`SCHEDULER_INTERVAL`] (health grace periods and throttling delays expire by time).
+///
+/// A pass holds the world lock for a time that grows with the services' tasks, and changes can
+/// come faster than passes: a pass woken by a change starts no sooner than
+/// [`SCHEDULER_REST`] times the last pass's duration after it, so that passes hold the lock
+/// for at most a quarter of the time, however fast changes come.
 async fn schedule_services(shared: Arc<Shared>) {
     let mut wake = shared.wakeups.subscribe();
+    let mut rest = std::time::Duration::ZERO;
     loop {
         tokio::select! {
-            _ = wake.changed() => {}
+            _ = wake.changed() => tokio::time::sleep(rest).await,
             () = tokio::time::sleep(SCHEDULER_INTERVAL) => {}
         }
         wake.borrow_and_update();
@@ -268,6 +391,7 @@ async fn schedule_services(shared: Arc<Shared>) {
                 .inner
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let started = std::time::Instant::now();
             let Inner { world, rng } = &mut *guard;
             let keys: Vec<PartitionKey> = world
                 .partitions
@@ -276,18 +400,19 @@ async fn schedule_services(shared: Arc<Shared>) {
                 .map(|(k, _)| k.clone())
                 .collect();
             let mut all = Vec::new();
-            let mut woke = false;
+            let mut woken = Vec::new();
             for key in keys {
                 let mut ctx = Ctx::new(now_ms(), key.clone(), "ecs-scheduler", rng);
                 berth_core::service::reconcile(world.partition(&key), &mut ctx);
                 all.append(&mut ctx.mutations);
-                woke |= !ctx.woken.is_empty();
+                woken.append(&mut ctx.woken);
             }
-            if woke {
-                shared.wakeups.send_modify(|v| *v = v.wrapping_add(1));
+            if !woken.is_empty() {
+                shared.wake(&woken);
                 // Our own wake-up is not news to us.
                 wake.borrow_and_update();
             }
+            rest = (started.elapsed() * SCHEDULER_REST).min(SCHEDULER_INTERVAL);
             (!all.is_empty()).then(|| shared.commits.submit(all))
         };
         if let Some(w) = wait {
