@@ -63,11 +63,13 @@ pub fn used(p: &Partition, id: &str) -> (i32, i32, Vec<i32>) {
     let Some(u) = p.tasks.usage_on(id) else {
         return (0, 0, Vec::new());
     };
-    (
-        saturate(u.cpu),
-        saturate(u.memory),
-        u.ports.keys().copied().collect(),
-    )
+    let (cpu, memory) = used_cpu_memory(u);
+    (cpu, memory, u.ports.keys().copied().collect())
+}
+
+/// CPU and memory held by the usage `u` of an instance's live tasks.
+pub fn used_cpu_memory(u: &crate::state::Usage) -> (i32, i32) {
+    (saturate(u.cpu), saturate(u.memory))
 }
 
 fn saturate(v: i64) -> i32 {
@@ -390,6 +392,15 @@ struct InstanceSubject<'a> {
 }
 
 impl query::Subject for InstanceSubject<'_> {
+    fn attribute(&self, name: &str) -> Option<Option<&str>> {
+        let a = self.rec.instance.attributes.as_deref().unwrap_or_default();
+        Some(
+            a.iter()
+                .find(|x| x.name.as_deref() == Some(name))
+                .map(|x| x.value.as_deref().unwrap_or_default()),
+        )
+    }
+
     fn values(&self, subject: &str) -> Option<Vec<String>> {
         if let Some(name) = subject.strip_prefix("attribute:") {
             let a = self.rec.instance.attributes.as_deref().unwrap_or_default();

@@ -62,6 +62,32 @@ pub enum Op {
 pub trait Subject {
     /// The subject's values (`None` if absent; several for `task:group`).
     fn values(&self, subject: &str) -> Option<Vec<String>>;
+
+    /// The value of `attribute:<name>` without allocating: `Some(None)` when absent, `None`
+    /// when this subject only answers through [`Subject::values`] (the default).
+    fn attribute(&self, _name: &str) -> Option<Option<&str>> {
+        None
+    }
+}
+
+/// `op values` against the subject's values `have` (`None`: the subject is absent).
+fn term<S: AsRef<str>>(op: &Op, values: &[String], have: Option<&[S]>) -> bool {
+    let any = |f: &dyn Fn(&str) -> bool| have.is_some_and(|h| h.iter().any(|v| f(v.as_ref())));
+    let first = values.first().map(String::as_str).unwrap_or_default();
+    match op {
+        Op::Exists => have.is_some(),
+        Op::NotExists => have.is_none(),
+        Op::Eq => any(&|v| v == first),
+        Op::Ne => !any(&|v| v == first),
+        Op::Gt => any(&|v| compare(v, first).is_gt()),
+        Op::Ge => any(&|v| compare(v, first).is_ge()),
+        Op::Lt => any(&|v| compare(v, first).is_lt()),
+        Op::Le => any(&|v| compare(v, first).is_le()),
+        Op::In => any(&|v| values.iter().any(|x| x == v)),
+        Op::NotIn => !any(&|v| values.iter().any(|x| x == v)),
+        Op::Matches(re) => any(&|v| re.is_match(v)),
+        Op::NotMatches(re) => !any(&|v| re.is_match(v)),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -274,25 +300,12 @@ impl Expr {
                 op,
                 values,
             } => {
-                let have = s.values(subject);
-                let any = |f: &dyn Fn(&str) -> bool| {
-                    have.as_ref().is_some_and(|h| h.iter().any(|v| f(v)))
-                };
-                let first = values.first().map(String::as_str).unwrap_or_default();
-                match op {
-                    Op::Exists => have.is_some(),
-                    Op::NotExists => have.is_none(),
-                    Op::Eq => any(&|v| v == first),
-                    Op::Ne => !any(&|v| v == first),
-                    Op::Gt => any(&|v| compare(v, first).is_gt()),
-                    Op::Ge => any(&|v| compare(v, first).is_ge()),
-                    Op::Lt => any(&|v| compare(v, first).is_lt()),
-                    Op::Le => any(&|v| compare(v, first).is_le()),
-                    Op::In => any(&|v| values.iter().any(|x| x == v)),
-                    Op::NotIn => !any(&|v| values.iter().any(|x| x == v)),
-                    Op::Matches(re) => any(&|v| re.is_match(v)),
-                    Op::NotMatches(re) => !any(&|v| re.is_match(v)),
+                if let Some(name) = subject.strip_prefix("attribute:")
+                    && let Some(v) = s.attribute(name)
+                {
+                    return term(op, values, v.as_ref().map(std::slice::from_ref));
                 }
+                term(op, values, s.values(subject).as_deref())
             }
         }
     }
@@ -307,6 +320,24 @@ mod tests {
     impl Subject for M {
         fn values(&self, s: &str) -> Option<Vec<String>> {
             self.0.get(s).cloned()
+        }
+    }
+
+    /// The same subject answering `attribute:` through [`Subject::attribute`].
+    struct Fast(M);
+    impl Subject for Fast {
+        fn values(&self, s: &str) -> Option<Vec<String>> {
+            assert!(!s.starts_with("attribute:"), "{s} looked up by values");
+            self.0.values(s)
+        }
+        fn attribute(&self, name: &str) -> Option<Option<&str>> {
+            Some(
+                self.0
+                    .0
+                    .get(format!("attribute:{name}").as_str())
+                    .and_then(|v| v.first())
+                    .map(String::as_str),
+            )
         }
     }
 
@@ -330,6 +361,8 @@ mod tests {
             ("attribute:tier exists", true),
             ("attribute:nope exists", false),
             ("attribute:nope !exists", true),
+            ("attribute:nope != linux", true),
+            ("attribute:nope == linux", false),
             ("attribute:tier in [gpu, cpu]", true),
             ("attribute:tier not_in [cpu]", true),
             ("attribute:tier =~ g.*", true),
@@ -344,6 +377,7 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(parse(e).unwrap().eval(&m()), want, "{e}");
+            assert_eq!(parse(e).unwrap().eval(&Fast(m())), want, "{e}");
         }
     }
 

@@ -785,49 +785,69 @@ pub fn reconcile(p: &mut Partition, ctx: &mut Ctx<'_>) -> bool {
 
 fn task_views(p: &Partition, rec: &ServiceRecord, now_ms: i64) -> Vec<TaskView> {
     let group = format!("service:{}", rec.name());
-    p.tasks
+    // The tasks of a service share a revision or two: whether it has an essential health
+    // check is looked up once per run of tasks with the same revision, not once per task.
+    let mut checked: Option<(&str, bool)> = None;
+    let mut out = Vec::new();
+    for (id, t) in p
+        .tasks
         .in_group(&group)
         .filter(|(_, t)| t.cluster() == rec.cluster)
-        .map(|(id, t)| {
-            let td = t.task_definition_arn().and_then(|a| td_by_arn(p, a));
-            let health = t.health_status().map_or("UNKNOWN", |h| h.as_str());
-            let running = t.last_status() == Some("RUNNING");
-            let healthy = running
-                && (health == "HEALTHY"
-                    || (health != "UNHEALTHY" && !has_essential_health_check(td)));
-            let failed = t.is_stopped()
-                && !matches!(
-                    t.stop_code(),
-                    Some(TaskStopCode::ServiceSchedulerInitiated | TaskStopCode::UserInitiated)
-                );
-            #[allow(clippy::cast_possible_truncation)]
-            let started_at_ms = t.started_at().map(|s| (s * 1000.0) as i64);
-            TaskView {
-                id: id.clone(),
-                deployment: t.started_by().unwrap_or_default().to_string(),
-                desired_running: t.desired_status() == Some("RUNNING"),
-                running,
-                stopped: t.is_stopped(),
-                healthy,
-                unhealthy: running && health == "UNHEALTHY",
-                started_at_ms,
-                stopped_at_ms: t.stopped_at_ms(),
-                failed,
-                seen_at_ms: t
-                    .instance_id()
-                    .and_then(|i| p.liveness.get(i))
-                    .map(|l| l.last_seen_ms),
-                instance: t.instance_id().map(str::to_string),
-                lost: !t.is_stopped()
-                    && t.instance_id().is_some_and(|i| {
-                        p.instances
-                            .get(i)
-                            .is_some_and(|r| r.instance.status.as_deref() != Some("INACTIVE"))
-                            && !container_instance::connected(p, i, now_ms)
-                    }),
-            }
-        })
-        .collect()
+    {
+        let health = t.health_status().map_or("UNKNOWN", |h| h.as_str());
+        let running = t.last_status() == Some("RUNNING");
+        let healthy = running
+            && (health == "HEALTHY"
+                || (health != "UNHEALTHY" && {
+                    let arn = t.task_definition_arn().unwrap_or_default();
+                    match checked {
+                        Some((a, has)) if a == arn => !has,
+                        _ => {
+                            let has = has_essential_health_check(
+                                t.task_definition_arn().and_then(|a| td_by_arn(p, a)),
+                            );
+                            checked = Some((arn, has));
+                            !has
+                        }
+                    }
+                }));
+        let failed = t.is_stopped()
+            && !matches!(
+                t.stop_code(),
+                Some(TaskStopCode::ServiceSchedulerInitiated | TaskStopCode::UserInitiated)
+            );
+        #[allow(clippy::cast_possible_truncation)]
+        let started_at_ms = t.started_at().map(|s| (s * 1000.0) as i64);
+        let seen_at_ms = t
+            .instance_id()
+            .and_then(|i| p.liveness.get(i))
+            .map(|l| l.last_seen_ms);
+        // `container_instance::connected`, from the liveness read above.
+        let connected =
+            seen_at_ms.is_some_and(|s| now_ms - s <= container_instance::AGENT_TIMEOUT_MS);
+        out.push(TaskView {
+            id: id.clone(),
+            deployment: t.started_by().unwrap_or_default().to_string(),
+            desired_running: t.desired_status() == Some("RUNNING"),
+            running,
+            stopped: t.is_stopped(),
+            healthy,
+            unhealthy: running && health == "UNHEALTHY",
+            started_at_ms,
+            stopped_at_ms: t.stopped_at_ms(),
+            failed,
+            seen_at_ms,
+            instance: t.instance_id().map(str::to_string),
+            lost: !t.is_stopped()
+                && !connected
+                && t.instance_id().is_some_and(|i| {
+                    p.instances
+                        .get(i)
+                        .is_some_and(|r| r.instance.status.as_deref() != Some("INACTIVE"))
+                }),
+        });
+    }
+    out
 }
 
 fn daemon_instances(p: &Partition, ctx: &Ctx<'_>, rec: &ServiceRecord) -> Vec<String> {

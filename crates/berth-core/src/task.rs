@@ -470,10 +470,13 @@ pub(crate) fn candidates<'p>(
             continue;
         }
         let (cpu, mem) = container_instance::registered_cpu_memory(rec);
-        let (used_cpu, used_mem, used_ports) = container_instance::used(p, id);
+        // One look-up of the instance's usage for resources and group (no ports collected
+        // unless the task needs host ports).
+        let usage = p.tasks.usage_on(id);
+        let (used_cpu, used_mem) = usage.map_or((0, 0), container_instance::used_cpu_memory);
         let ports_used = if ports {
             let mut all = container_instance::registered_ports(rec);
-            all.extend(used_ports);
+            all.extend(usage.into_iter().flat_map(|u| u.ports.keys().copied()));
             all.into_iter().collect()
         } else {
             BTreeSet::new()
@@ -491,7 +494,7 @@ pub(crate) fn candidates<'p>(
             member_of_ok: exprs
                 .iter()
                 .all(|e| container_instance::matches(p, id, rec, ctx.now_ms, e)),
-            same_group: p.tasks.usage_on(id).map_or(0, |u| u.in_group(group)),
+            same_group: usage.map_or(0, |u| u.in_group(group)),
             attributes: rec.instance.attributes.as_deref().unwrap_or_default(),
         });
     }
