@@ -172,8 +172,11 @@ impl Api {
     pub(crate) fn new(endpoint: &str) -> Api {
         Api {
             endpoint: endpoint.to_string(),
+            // No cap on idle connections: they never outnumber the requests once in flight
+            // together, and a cap below that (thousands of simulated agents' long polls)
+            // would close and reopen connections on every poll.
             client: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
+                .pool_max_idle_per_host(usize::MAX)
                 .build()
                 .unwrap_or_default(),
         }
@@ -439,10 +442,49 @@ impl SimAgent {
         let api = api.clone();
         let me = arn.clone();
         tokio::spawn(async move {
-            let _ = sim_loop(api, me, token, exit_at_once, stop).await;
+            if let Err(e) = sim_loop(api, me.clone(), token, exit_at_once, stop).await {
+                eprintln!("simulated agent {me} stopped: {e:#}");
+            }
         });
         Ok(SimAgent { arn })
     }
+}
+
+/// The part of a sync answer a simulated agent reads.
+#[derive(serde::Deserialize)]
+struct SimSync<'a> {
+    #[serde(borrow)]
+    desired: SimDesired<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct SimDesired<'a> {
+    #[serde(default)]
+    version: u64,
+    #[serde(default, borrow)]
+    tasks: Vec<SimTask<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SimTask<'a> {
+    #[serde(borrow)]
+    task_arn: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    desired_status: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    task_definition: SimTaskDefinition,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SimTaskDefinition {
+    #[serde(default, rename = "containerDefinitions")]
+    container_definitions: Vec<SimContainer>,
+}
+
+#[derive(serde::Deserialize)]
+struct SimContainer {
+    #[serde(default)]
+    name: Option<String>,
 }
 
 async fn sim_loop(
@@ -477,15 +519,16 @@ async fn sim_loop(
                 continue;
             }
         };
-        let v: Value = serde_json::from_str(&text)?;
-        version = v["desired"]["version"].as_u64().unwrap_or(0);
+        // Only what the simulated agent reads is deserialized (the rest is skipped).
+        let v: SimSync<'_> = serde_json::from_str(&text)?;
+        version = v.desired.version;
         #[allow(clippy::cast_possible_truncation)]
         let now = (crate::berth::epoch_s() * 1000.0) as i64;
         let mut live = std::collections::HashSet::new();
-        for t in v["desired"]["tasks"].as_array().into_iter().flatten() {
-            let task = t["task_arn"].as_str().unwrap_or_default().to_string();
+        for t in v.desired.tasks {
+            let task = t.task_arn.into_owned();
             live.insert(task.clone());
-            let want = if exit_at_once || t["desired_status"] == "STOPPED" {
+            let want = if exit_at_once || t.desired_status == "STOPPED" {
                 "STOPPED"
             } else {
                 "RUNNING"
@@ -493,12 +536,12 @@ async fn sim_loop(
             if reported.get(&task) == Some(&want) {
                 continue;
             }
-            let containers: Vec<Value> = t["task_definition"]["containerDefinitions"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let containers: Vec<Value> = t
+                .task_definition
+                .container_definitions
+                .iter()
                 .map(|c| {
-                    json!({"name": c["name"], "last_status": want,
+                    json!({"name": c.name, "last_status": want,
                         "exit_code": if want == "STOPPED" { json!(0) } else { Value::Null },
                         "reason": null, "runtime_id": null, "health_status": null,
                         "network_bindings": []})

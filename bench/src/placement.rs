@@ -16,9 +16,29 @@ use std::time::{Duration, Instant};
 /// Services the service half of the tasks is spread over.
 const SERVICES: usize = 10;
 
+/// Raise the soft limit on open files to the hard one; fail now (not halfway through
+/// registering agents) if even the hard limit is below `need`.
+fn raise_fd_limit(need: u64) -> Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    if hard < need {
+        anyhow::bail!(
+            "the open-files limit is {hard}, below the {need} this many simulated agents need \
+             (raise the hard limit: ulimit -Hn, or /etc/security/limits.conf)"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn placement(o: &Opts) -> Result<Report> {
     let agents = o.n("--agents", 5000, 10);
     let tasks = o.n("--tasks", 100_000, 200);
+    // Every simulated agent holds a connection (its long poll) open in this process and in
+    // the server, which inherits the limit set here.
+    raise_fd_limit(agents as u64 + 1024)?;
     let (server, api) = berth::server(&[])?;
     api.call("CreateCluster", json!({"clusterName": "default"}))
         .await?;
@@ -174,9 +194,9 @@ pub(crate) async fn placement(o: &Opts) -> Result<Report> {
     );
     r.usage = usage;
     r.notes.push(format!(
-        "Registering the simulated agents took {reg_s:.1} s. Every change wakes every agent's long \
-         poll; a poll whose instance's version did not move compares it and waits on, the others \
-         answer with their instance's full desired state."
+        "Registering the simulated agents took {reg_s:.1} s. A change wakes only the long polls of \
+         the instances whose desired state it changed; they answer with that instance's full \
+         desired state."
     ));
     Ok(r)
 }
