@@ -13,7 +13,7 @@ macro_rules! op {
         let req = decode(Service::Ecs, $body)?;
         let partition = $world.partition(&$ctx.partition);
         let resp = $f(partition, $ctx, req).map_err(ApiError::from)?;
-        Ok(encode(&resp))
+        Ok(Reply::of(resp))
     }};
 }
 
@@ -32,8 +32,29 @@ macro_rules! paged {
         let partition = $world.partition(&$ctx.partition);
         let mut resp = $f(partition, $ctx, req).map_err(ApiError::from)?;
         resp.next_token = resp.next_token.map(|t| $ctx.token_key.seal(&scope, &t));
-        Ok(encode(&resp))
+        Ok(Reply::of(resp))
     }};
+}
+
+/// An operation's answer, not yet encoded: the server encodes it after it lets go of the
+/// world's lock, so a large DescribeTasks answer does not hold every other request back.
+pub struct Reply(Box<dyn FnOnce() -> Vec<u8> + Send>);
+
+impl Reply {
+    fn of<T: serde::Serialize + Send + 'static>(resp: T) -> Reply {
+        Reply(Box::new(move || encode(&resp)))
+    }
+
+    /// The answer's body (AWS JSON).
+    pub fn encode(self) -> Vec<u8> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply(..)")
+    }
 }
 
 /// Run one ECS operation. On error nothing has changed: every operation validates before it
@@ -44,6 +65,16 @@ pub fn handle(
     operation: &str,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
+    handle_deferred(world, ctx, operation, body).map(Reply::encode)
+}
+
+/// [`handle`], leaving the answer's encoding to the caller.
+pub fn handle_deferred(
+    world: &mut World,
+    ctx: &mut Ctx<'_>,
+    operation: &str,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     match operation {
         "CreateCluster" => op!(world, ctx, body, cluster::create),
         "DescribeClusters" => op!(world, ctx, body, cluster::describe),
@@ -66,7 +97,7 @@ pub fn handle(
             .to_string();
             let usage = cluster::usage(partition, &name);
             let resp = cluster::delete(partition, ctx, req, usage).map_err(ApiError::from)?;
-            Ok(encode(&resp))
+            Ok(Reply::of(resp))
         }
         "UpdateCluster" => op!(world, ctx, body, cluster::update),
         "UpdateClusterSettings" => op!(world, ctx, body, cluster::update_settings),

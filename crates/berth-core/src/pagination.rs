@@ -189,9 +189,11 @@ pub fn max_results(requested: Option<i32>, default: usize) -> Result<usize, EcsE
 }
 
 /// One page of `items` (already in key order): those after the token's key, at most `limit`.
-/// Returns the page and the token for the next one, if more remain.
-pub fn page<T>(
-    items: Vec<(String, T)>,
+/// Returns the page and the token for the next one, if more remain. `items` is consumed only
+/// as far as the page reaches (plus one), so a lazy iterator of borrowed keys costs nothing
+/// for the items beyond the page.
+pub fn page<K: AsRef<str>, T>(
+    items: impl IntoIterator<Item = (K, T)>,
     token: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<T>, Option<String>), EcsError> {
@@ -199,8 +201,8 @@ pub fn page<T>(
 }
 
 /// Like [`page`], for items in ascending (`descending == false`) or descending key order.
-pub fn page_ordered<T>(
-    items: Vec<(String, T)>,
+pub fn page_ordered<K: AsRef<str>, T>(
+    items: impl IntoIterator<Item = (K, T)>,
     token: Option<&str>,
     limit: usize,
     descending: bool,
@@ -209,9 +211,13 @@ pub fn page_ordered<T>(
     let mut rest = items
         .into_iter()
         .filter(|(k, _)| {
-            after
-                .as_ref()
-                .is_none_or(|a| if descending { k < a } else { k > a })
+            after.as_deref().is_none_or(|a| {
+                if descending {
+                    k.as_ref() < a
+                } else {
+                    k.as_ref() > a
+                }
+            })
         })
         .peekable();
     let mut out = Vec::new();
@@ -226,7 +232,7 @@ pub fn page_ordered<T>(
         }
     }
     let next = match (rest.peek(), last) {
-        (Some(_), Some(last)) => Some(encode_token(&last)),
+        (Some(_), Some(last)) => Some(encode_token(last.as_ref())),
         _ => None,
     };
     Ok((out, next))
@@ -348,5 +354,32 @@ mod tests {
             }
             prop_assert_eq!(seen, (0..n).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn a_page_reads_only_as_far_as_it_reaches() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i:04}")).collect();
+        let mut read = 0;
+        let items = keys.iter().map(|k| {
+            read += 1;
+            (k.as_str(), k.len())
+        });
+        let (out, next) = page(items, None, 10).unwrap();
+        assert_eq!(out.len(), 10);
+        assert_eq!(next.as_deref().map(decode_token).unwrap().unwrap(), "k0009");
+        assert_eq!(
+            read, 11,
+            "the page and one more, to know whether more remain"
+        );
+        let mut read = 0;
+        let items = keys.iter().map(|k| {
+            read += 1;
+            (k.as_str(), k.clone())
+        });
+        let (out, next) = page(items, next.as_deref(), 10).unwrap();
+        assert_eq!(out.first().map(String::as_str), Some("k0010"));
+        assert_eq!(out.len(), 10);
+        assert!(next.is_some());
+        assert_eq!(read, 21);
     }
 }

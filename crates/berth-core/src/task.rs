@@ -1085,7 +1085,7 @@ pub fn list(
     } else {
         Box::new(p.tasks.iter())
     };
-    let items: Vec<(String, String)> = source
+    let items = source
         .filter(|(_, t)| t.cluster() == cluster_name)
         .filter(|(_, t)| t.desired_status() == Some(desired.as_str()))
         .filter(|(_, t)| {
@@ -1116,11 +1116,11 @@ pub fn list(
                 .as_ref()
                 .is_none_or(|l| t.launch_type() == Some(l))
         })
-        .map(|(id, t)| (id.clone(), t.task_arn().unwrap_or_default().to_string()))
-        .collect();
+        .map(|(id, t)| (id.as_str(), t.task_arn().unwrap_or_default()));
+    // Lazily: only the page's tasks are copied out.
     let (arns, next) = pagination::page(items, req.next_token.as_deref(), limit)?;
     Ok(ListTasksResponse {
-        task_arns: Some(arns),
+        task_arns: Some(arns.into_iter().map(str::to_string).collect()),
         next_token: next,
     })
 }

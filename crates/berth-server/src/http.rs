@@ -430,13 +430,19 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
         let Inner { world, rng } = &mut *guard;
         let mut ctx = Ctx::new(now_ms(), caller.partition, &caller.principal, rng)
             .with_token_key(shared.token_key.clone());
+        // ECS answers are encoded after the lock is let go (see `ecs::Reply`).
         let result = match target.service {
-            Service::Ecs => berth_core::ecs::handle(world, &mut ctx, target.operation, &body),
+            Service::Ecs => {
+                berth_core::ecs::handle_deferred(world, &mut ctx, target.operation, &body)
+                    .map(Answer::Later)
+            }
             Service::ApplicationAutoScaling => {
                 berth_core::autoscaling::handle(world, &mut ctx, target.operation, &body)
+                    .map(Answer::Now)
             }
             Service::SecretsManager => {
                 berth_core::secretsmanager::handle(world, &mut ctx, target.operation, &body)
+                    .map(Answer::Now)
             }
             other => Err(ApiError::not_implemented(other, target.operation)),
         };
@@ -452,5 +458,14 @@ async fn handle(shared: &Shared, req: Request<Body>) -> Result<Vec<u8>, ApiError
             .map_err(|_| ApiError::internal(target.service, "the store is shutting down"))?;
     }
     tracing::debug!(operation = target.operation, ok = result.is_ok(), "request");
-    result
+    result.map(|answer| match answer {
+        Answer::Now(body) => body,
+        Answer::Later(reply) => reply.encode(),
+    })
+}
+
+/// An answer encoded under the world's lock, or one to encode after it.
+enum Answer {
+    Now(Vec<u8>),
+    Later(berth_core::ecs::Reply),
 }
