@@ -1125,6 +1125,34 @@ pub fn list(
     })
 }
 
+/// The moments (epoch ms) at which instance `id`'s RUNNING tasks will have run for
+/// [`crate::service_plan::HEALTHY_AFTER_MS`]: a service deployment counts a task as settled
+/// only once its agent has been heard from that long after the task started.
+fn settle_times<'a>(p: &'a Partition, id: &str) -> impl Iterator<Item = i64> + use<'a> {
+    p.tasks.live_on(id).filter_map(|(_, t)| {
+        if t.task.last_status.as_deref() != Some("RUNNING") {
+            return None;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let started_ms = (t.task.started_at? * 1000.0) as i64;
+        Some(started_ms.saturating_add(crate::service_plan::HEALTHY_AFTER_MS))
+    })
+}
+
+/// The soonest moment after `now_ms` at which one of instance `id`'s RUNNING tasks settles
+/// (see [`settle_times`]), so that the agent's long poll can end then and its next sync, the
+/// heartbeat that shows the task settled, comes at once rather than up to a poll later.
+pub fn next_settle_ms(p: &Partition, id: &str, now_ms: i64) -> Option<i64> {
+    settle_times(p, id).filter(|&t| t > now_ms).min()
+}
+
+/// Whether a heartbeat at `to_ms`, after the one at `from_ms`, is the first to show one of
+/// instance `id`'s RUNNING tasks settled: the service scheduler has something new to see then,
+/// although nothing changed.
+pub fn settles_between(p: &Partition, id: &str, from_ms: i64, to_ms: i64) -> bool {
+    settle_times(p, id).any(|t| from_ms < t && t <= to_ms)
+}
+
 /// The desired state of instance `id`: every task placed there that is not yet STOPPED.
 pub fn desired_state(p: &Partition, id: &str) -> DesiredState {
     let version = container_instance::desired_version(p, id);
@@ -1410,5 +1438,60 @@ mod eni_tests {
         let stopped = rec.task.clone();
         attach_eni(&mut rec.task, "172.30.0.9", None, "us-east-1");
         assert_eq!(rec.task, stopped);
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+    use crate::service_plan::HEALTHY_AFTER_MS;
+
+    fn put(p: &mut Partition, id: &str, status: &str, started_ms: Option<i64>, desired: &str) {
+        #[allow(clippy::cast_precision_loss)]
+        let started_at = started_ms.map(|ms| ms as f64 / 1000.0);
+        p.tasks.insert(
+            id.into(),
+            TaskRecord {
+                cluster: "default".into(),
+                task: ecs::Task {
+                    task_arn: Some(format!("arn:aws:ecs:us-east-1:1:task/default/{id}")),
+                    last_status: Some(status.into()),
+                    desired_status: Some(desired.into()),
+                    started_at,
+                    ..Default::default()
+                },
+                instance_id: Some("i1".into()),
+                client_token: None,
+                reservation: Reservation::default(),
+                stopped_at_ms: None,
+            },
+        );
+    }
+
+    #[test]
+    fn running_tasks_settle_once_their_window_has_passed() {
+        let mut p = Partition::default();
+        put(&mut p, "a", "RUNNING", Some(10_000), "RUNNING");
+        put(&mut p, "b", "RUNNING", Some(12_000), "RUNNING");
+        put(&mut p, "c", "PENDING", None, "RUNNING");
+        put(&mut p, "d", "PROVISIONING", Some(11_000), "RUNNING");
+        let a = 10_000 + HEALTHY_AFTER_MS;
+        let b = 12_000 + HEALTHY_AFTER_MS;
+        assert_eq!(next_settle_ms(&p, "i1", 0), Some(a));
+        assert_eq!(
+            next_settle_ms(&p, "i1", a),
+            Some(b),
+            "a has settled by then"
+        );
+        assert_eq!(next_settle_ms(&p, "i1", b), None);
+        assert_eq!(next_settle_ms(&p, "i2", 0), None, "another instance");
+        assert!(settles_between(&p, "i1", a - 1, a));
+        assert!(
+            !settles_between(&p, "i1", a, b - 1),
+            "a was shown settled before"
+        );
+        assert!(settles_between(&p, "i1", a, b + 5_000));
+        assert!(!settles_between(&p, "i1", 0, a - 1));
+        assert!(!settles_between(&p, "i2", 0, i64::MAX));
     }
 }

@@ -116,6 +116,9 @@ async fn register(shared: &Shared, req: RegisterRequest) -> Result<RegisterRespo
     result
 }
 
+/// The shortest long poll ended early for a task due to settle (see `sync`).
+const SETTLE_POLL_MIN_MS: i64 = 200;
+
 /// One sync. The agent's heartbeat is the moment its request arrived: a pass made later (the
 /// server busy, or a long poll held open) says nothing more about the agent, which may have
 /// frozen meanwhile, so no pass stamps a later time. The desired state is built only when it
@@ -124,6 +127,7 @@ async fn register(shared: &Shared, req: RegisterRequest) -> Result<RegisterRespo
 /// that leaves this instance's version alone only compares two numbers and waits on.
 async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentError> {
     let arrived_ms = now_ms();
+    let arrived = tokio::time::Instant::now();
     let region = arn::parse(&req.container_instance_arn)
         .map(|a| a.region.to_string())
         .ok_or_else(|| AgentError::BadRequest("container_instance_arn is not an ECS ARN".into()))?;
@@ -131,7 +135,8 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
     // Never held past the sync interval: the heartbeat is only refreshed by the agent's next
     // request, which must come well within AGENT_TIMEOUT_MS.
     let wait_ms = req.wait_ms.min(SYNC_INTERVAL_MS);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+    let mut deadline = arrived + Duration::from_millis(wait_ms);
+    let mut settled = false;
     // Only this instance's desired-state changes wake the poll; subscribed once the instance
     // is authenticated, under the world lock, before its version is first read.
     let mut wakeups: Option<crate::AgentWaiter<'_>> = None;
@@ -160,6 +165,20 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
             if wakeups.is_none() {
                 wakeups = Some(shared.agent_wakers.subscribe(&id));
             }
+            if first {
+                // A heartbeat that shows a task settled is news to the service scheduler
+                // (a rolling deployment stops old tasks once new ones have settled).
+                let before = p.liveness.get(&id).map_or(i64::MIN, |l| l.last_seen_ms);
+                settled |= arrived_ms > before && task::settles_between(p, &id, before, arrived_ms);
+                // End the long poll when a task is due to settle, so that the agent's next
+                // sync, which shows it, comes then instead of up to a poll later (polls end
+                // at most every SETTLE_POLL_MIN_MS however many tasks settle one by one).
+                if let Some(at) = task::next_settle_ms(p, &id, arrived_ms) {
+                    let ms = at.saturating_sub(arrived_ms).max(SETTLE_POLL_MIN_MS) + 1;
+                    let ms = u64::try_from(ms).unwrap_or(SYNC_INTERVAL_MS);
+                    deadline = deadline.min(arrived + Duration::from_millis(ms));
+                }
+            }
             container_instance::heartbeat(p, &id, arrived_ms);
             if first {
                 for r in &req.reports {
@@ -176,6 +195,9 @@ async fn sync(shared: &Shared, req: SyncRequest) -> Result<SyncResponse, AgentEr
             (desired, finish_ctx(shared, &mut ctx))
         };
         shared.record_samples(&key, samples);
+        if std::mem::take(&mut settled) {
+            shared.wakeups.send_modify(|v| *v = v.wrapping_add(1));
+        }
         commit(wait).await?;
         if let Some(desired) = desired {
             return Ok(SyncResponse {
