@@ -27,5 +27,6 @@ pub mod state;
 pub mod tags;
 pub mod task;
 pub mod task_definition;
+pub mod varint;
 
 pub use state::{Ctx, Mutation, Partition, PartitionKey, Record, World};

@@ -15,6 +15,7 @@
 //! chunks that do not shrink stay plain. Both formats are read, whatever was written.
 
 use crate::LogsError;
+use berth_core::varint::put as put_varint;
 use std::borrow::Cow;
 
 /// A chunk is cut when its messages would pass this many bytes.
@@ -49,17 +50,6 @@ pub(crate) struct Summary {
     pub(crate) first_event_id: i64,
     pub(crate) count: i64,
     pub(crate) bytes: i64,
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        // Seven bits at a time, low first; truncation to the low byte is the point.
-        #[allow(clippy::cast_possible_truncation)]
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    #[allow(clippy::cast_possible_truncation)]
-    out.push(v as u8);
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -132,16 +122,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, LogsError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.data.get(self.at).ok_or_else(corrupt)?;
-            self.at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(corrupt())
+        berth_core::varint::get(self.data, &mut self.at).ok_or_else(corrupt)
     }
 
     fn bytes(&mut self, n: u64) -> Result<&'a [u8], LogsError> {

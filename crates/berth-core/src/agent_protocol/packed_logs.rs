@@ -17,6 +17,7 @@
 //! (the first event's "previous" timestamp is 0). Nothing may follow the last batch.
 
 use super::{LogBatch, LogLine, PutLogsRequest};
+use crate::varint::put as put_varint;
 use std::sync::Arc;
 
 /// The path under `/_berth/agent/v1/` that takes this encoding.
@@ -25,17 +26,6 @@ pub const PATH: &str = "logs/packed";
 pub const CONTENT_TYPE: &str = "application/x-berth-packed-logs";
 /// Format version: the first byte of a body. A decoder refuses other versions.
 pub const VERSION: u8 = 1;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        // Seven bits at a time, low first; truncation to the low byte is the point.
-        #[allow(clippy::cast_possible_truncation)]
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    #[allow(clippy::cast_possible_truncation)]
-    out.push(v as u8);
-}
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
@@ -113,19 +103,11 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            let bits = u64::from(b & 0x7f);
-            if shift == 63 && bits > 1 {
-                break;
-            }
-            v |= bits << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("packed logs: bad varint".into())
+        let mut at = 0;
+        let v = crate::varint::get(self.data, &mut at)
+            .ok_or_else(|| "packed logs: bad varint".to_string())?;
+        self.data = &self.data[at..];
+        Ok(v)
     }
 
     fn len(&mut self) -> Result<usize, String> {
