@@ -32,6 +32,20 @@ pub fn get(data: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
+/// `v` as an unsigned number small when `|v|` is small (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...).
+pub fn zigzag(v: i64) -> u64 {
+    #[allow(clippy::cast_sign_loss)]
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    z
+}
+
+/// The inverse of [`zigzag`].
+pub fn unzigzag(z: u64) -> i64 {
+    #[allow(clippy::cast_possible_wrap)]
+    let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +88,12 @@ mod tests {
                 prop_assert_eq!(get(&out, &mut at), Some(v));
             }
             prop_assert_eq!(at, out.len());
+        }
+
+        #[test]
+        fn zigzag_round_trips(v in any::<i64>()) {
+            prop_assert_eq!(unzigzag(zigzag(v)), v);
+            prop_assert!(zigzag(v) <= v.unsigned_abs().saturating_mul(2));
         }
     }
 }

@@ -15,7 +15,7 @@
 //! chunks that do not shrink stay plain. Both formats are read, whatever was written.
 
 use crate::LogsError;
-use berth_core::varint::put as put_varint;
+use berth_core::varint::{put as put_varint, unzigzag, zigzag};
 use std::borrow::Cow;
 
 /// A chunk is cut when its messages would pass this many bytes.
@@ -50,18 +50,6 @@ pub(crate) struct Summary {
     pub(crate) first_event_id: i64,
     pub(crate) count: i64,
     pub(crate) bytes: i64,
-}
-
-fn zigzag(v: i64) -> u64 {
-    #[allow(clippy::cast_sign_loss)]
-    let z = ((v << 1) ^ (v >> 63)) as u64;
-    z
-}
-
-fn unzigzag(z: u64) -> i64 {
-    #[allow(clippy::cast_possible_wrap)]
-    let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
-    v
 }
 
 /// Encode `events` (sorted here by timestamp, then id). `None` when there are none.

@@ -17,7 +17,7 @@
 //! (the first event's "previous" timestamp is 0). Nothing may follow the last batch.
 
 use super::{LogBatch, LogLine, PutLogsRequest};
-use crate::varint::put as put_varint;
+use crate::varint::{put as put_varint, unzigzag, zigzag};
 use std::sync::Arc;
 
 /// The path under `/_berth/agent/v1/` that takes this encoding.
@@ -30,18 +30,6 @@ pub const VERSION: u8 = 1;
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
-}
-
-fn zigzag(v: i64) -> u64 {
-    #[allow(clippy::cast_sign_loss)]
-    let z = ((v << 1) ^ (v >> 63)) as u64;
-    z
-}
-
-fn unzigzag(z: u64) -> i64 {
-    #[allow(clippy::cast_possible_wrap)]
-    let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
-    v
 }
 
 /// The body for `req`.
